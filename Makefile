@@ -1,0 +1,47 @@
+# The workbook's commands. The two a newcomer needs:
+#   make lab    set up .venv and open the course in JupyterLab
+#   make test   set up .venv and run the whole test suite
+# On Linux laptops add TORCH_INDEX=https://download.pytorch.org/whl/cpu to get
+# the small CPU-only torch (see README, Install).
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || echo python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_INDEX ?=
+PIP_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
+STAMP := $(VENV)/.installed
+
+.PHONY: lab test install doctor lock bench clean-venv
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "The course needs Python 3.11 (found %d.%d): install it, or run make PYTHON=/path/to/python3.11" % v)'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check $(PIP_ARGS) -r requirements.lock
+	$(PY) -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=. README.md
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+doctor: $(STAMP)
+	$(PY) -m fedlab doctor
+
+bench: $(STAMP)
+	$(PY) benchmarks/fedavg_engine.py
+
+# Re-resolve the whole course set in one go (needs the package index), then
+# regenerate environment.yml from the new lock.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install $(PIP_ARGS) -r requirements.in
+	.venv-lock/bin/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements.lock
+	rm -rf .venv-lock
+	$(PY) -m fedlab lock-env
+
+clean-venv:
+	rm -rf $(VENV)

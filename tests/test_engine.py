@@ -1,0 +1,82 @@
+"""Oracle tests: the batched engine equals the plain per-client PyTorch loop."""
+
+import numpy as np
+import pytest
+
+from fedlab import engine, fedavg, models
+from fedlab import params as P
+from tests.test_fedavg import toy_clients
+
+SPECS = [
+    models.logreg(16, 4),
+    models.mlp(16, (12,), 4),
+    models.mlp(16, (10, 7), 4, activation="sigmoid"),
+    models.mlp(16, (9,), 4, activation="tanh"),
+    models.cnn(16, (3, 4), 4, activation="sigmoid"),
+    models.cnn(16, (2, 3), 4),
+]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.kind}-{s.activation}-{len(s.hidden)}")
+@pytest.mark.parametrize("batch_size, epochs, mu", [(3, 2, 0.0), (None, 1, 0.0), (4, 2, 0.5), (1, 1, 0.0)])
+def test_engine_equals_loop(spec, batch_size, epochs, mu):
+    clients = toy_clients([1, 7, 12, 3, 9], d=16, classes=4, seed=2)
+    params = models.init_params(spec, rng=4)
+    packed = engine.pack(clients)
+    chosen = np.array([0, 1, 2, 4])  # client 3 not sampled
+    keys = np.random.default_rng(9).random((len(chosen), epochs, 12))
+    cohort = engine.train(spec, params, packed, chosen, keys=keys, batch_size=batch_size, lr=0.3, mu=mu)
+    loop = [
+        fedavg.local_sgd(
+            spec,
+            params,
+            *clients[k],
+            orders=fedavg.epoch_orders(keys[i, :, : len(clients[k][1])]),
+            batch_size=batch_size,
+            lr=0.3,
+            mu=mu,
+        )
+        for i, k in enumerate(chosen)
+    ]
+    for got, want in zip(cohort.outputs(), loop):
+        assert got.num_examples == want.num_examples
+        assert got.metrics["steps"] == want.metrics["steps"]
+        assert got.metrics["loss"] == pytest.approx(want.metrics["loss"], rel=1e-5, abs=1e-6)
+        assert P.allclose(got.delta, want.delta, atol=2e-6, rtol=1e-4)
+    assert P.allclose(cohort.aggregate(), fedavg.aggregate(loop), atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("spec", [models.mlp(16, (12,), 4), models.cnn(16, (2, 3), 4)], ids=["mlp", "cnn"])
+def test_run_batched_equals_run_loop(spec):
+    clients = toy_clients([5, 8, 13, 2, 6, 9], d=16, classes=4, seed=3)
+    test = toy_clients([50], d=16, classes=4, seed=3)[0]
+    kw = dict(rounds=4, seed=7, fraction=0.5, epochs=2, batch_size=4, lr=0.2, test=test)
+    pa, ha = fedavg.run(spec, clients, engine="batched", **kw)
+    pb, hb = fedavg.run(spec, clients, engine="loop", **kw)
+    assert P.allclose(pa, pb, atol=5e-6, rtol=1e-4)
+    assert np.allclose(ha.column("test_loss"), hb.column("test_loss"), atol=1e-5)
+    assert np.array_equal(ha.column("clients"), hb.column("clients"))
+
+
+def test_threads_are_restored():
+    import torch
+
+    before = torch.get_num_threads()
+    with engine.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_train_rejects_wrong_keys_shape():
+    spec = models.logreg(16, 4)
+    clients = toy_clients([3, 4], d=16, classes=4)
+    with pytest.raises(ValueError, match="keys"):
+        engine.train(
+            spec,
+            models.init_params(spec, rng=0),
+            engine.pack(clients),
+            np.array([0, 1]),
+            keys=np.zeros((2, 1, 2)),
+            batch_size=2,
+            lr=0.1,
+        )

@@ -1,0 +1,128 @@
+"""The course environment: the lock is installed, the conda file matches it, syft works, imports stay light."""
+
+import importlib
+import importlib.metadata
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from fedlab import environment
+
+LOCK = environment.read_lock(environment.LOCK.read_text())
+
+COURSE_IMPORTS = [
+    "jupyterlab",
+    "ipywidgets",
+    "ipycanvas",
+    "numpy",
+    "torch",
+    "matplotlib",
+    "sklearn",
+    "cryptography",
+    "opacus",
+    "dp_accounting",
+    "nbclient",
+    "nbformat",
+    "ipykernel",
+    "pytest",
+    "hypothesis",
+    "playwright",
+    "sniffio",
+    "scipy",
+]
+
+
+def test_every_locked_package_is_installed_at_its_version():
+    wrong = {}
+    for name, version in LOCK.items():
+        try:
+            have = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            wrong[name] = (version, None)
+            continue
+        if have.split("+")[0] != version.split("+")[0]:
+            wrong[name] = (version, have)
+    assert not wrong, f"installed versions differ from requirements.lock: {wrong}"
+
+
+def test_syft_pins_hold():
+    assert LOCK["syft"] == "0.9.5" and LOCK["numpy"].startswith("1.24.") and LOCK["torch"] == "2.13.0"
+    assert LOCK["ipywidgets"] == "8.1.2" and LOCK["pydantic"] == "2.10.6"
+    assert LOCK["jupyterlab"].startswith("4.")
+
+
+@pytest.mark.parametrize("module", COURSE_IMPORTS)
+def test_course_package_imports(module):
+    importlib.import_module(module)
+
+
+def test_requirements_in_names_are_locked():
+    wanted = []
+    for line in (environment.ROOT / "requirements.in").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            wanted.append(environment.canonical(line.split("=")[0].split(">")[0].split("<")[0]))
+    missing = [w for w in wanted if w not in LOCK]
+    assert not missing
+
+
+def test_environment_yml_names_the_same_packages_as_the_lock():
+    text = (environment.ROOT / "environment.yml").read_text()
+    assert "python=3.11" in text
+    assert environment.read_environment_yml(text) == LOCK
+    assert text == environment.environment_yml(environment.LOCK.read_text()), (
+        "run `make lock` / python -m fedlab lock-env"
+    )
+
+
+def test_read_lock_rejects_unpinned_lines():
+    with pytest.raises(ValueError, match="name==version"):
+        environment.read_lock("numpy>=1.24\n")
+
+
+def _modules_after(code):
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return set(out.stdout.split())
+
+
+def test_import_fedlab_is_light_and_never_imports_syft():
+    mods = _modules_after("import fedlab")
+    assert not {"syft", "torch", "ipywidgets", "jupyterlab", "matplotlib"} & mods
+    mods = _modules_after("import fedlab.fedavg, fedlab.engine, fedlab.partition, fedlab.data, fedlab.models")
+    assert "torch" in mods
+    assert not {"syft", "ipywidgets", "jupyterlab", "matplotlib", "IPython"} & mods
+
+
+def test_doctor_is_clean():
+    res = subprocess.run([sys.executable, "-m", "fedlab", "doctor"], capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "PROBLEM" not in res.stdout and "syft 0.9.5 imports" in res.stdout
+
+
+SYFT_SMOKE = """
+import syft as sy
+srv = sy.orchestra.launch(name="{name}", reset=True)
+do = srv.login(email="info@openmined.org", password="changethis")
+assert do is not None
+print("DATASITE-UP", type(srv).__name__)
+srv.land()
+print("LANDED")
+"""
+
+
+@pytest.mark.syft
+def test_syft_datasite_launches_and_lands():
+    name = f"fedlab-smoke-{uuid.uuid4().hex[:8]}"
+    res = subprocess.run(
+        [sys.executable, "-c", SYFT_SMOKE.format(name=name)], capture_output=True, text=True, timeout=400
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    assert "DATASITE-UP" in res.stdout and "LANDED" in res.stdout
