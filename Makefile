@@ -18,7 +18,8 @@ install: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "The course needs Python 3.11 (found %d.%d): install it, or run make PYTHON=/path/to/python3.11" % v)'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check $(PIP_ARGS) -r requirements.lock
+	$(PY) -m pip install --disable-pip-version-check --no-deps $(PIP_ARGS) -r requirements.lock
+	$(PY) -m pip check
 	$(PY) -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -39,7 +40,7 @@ bench: $(STAMP)
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install $(PIP_ARGS) -r requirements.in
-	.venv-lock/bin/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements.lock
+	.venv-lock/bin/pip freeze --all --exclude pip --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements.lock
 	rm -rf .venv-lock
 	$(PY) -m fedlab lock-env
 

@@ -1,0 +1,205 @@
+"""Exercises and their checks: immediate feedback in the notebook, the same tests for the grader.
+
+An :class:`Exercise` is known by its id (``"02.1"`` = lesson 02, exercise 1)
+and names the object the learner writes (``answer="fedavg_aggregate"``). Its
+:class:`Test` s are small functions that call the learner's answer on known
+inputs and compare with the reference implementation in :mod:`fedlab`; a test
+fails by raising :class:`CheckFailed` with a message saying what was expected,
+what came back, and a hint.
+
+In the notebook, ``check("02.1", fedavg_aggregate)`` runs the tests marked
+``in_check`` and either prints a short success line or raises
+:class:`CheckFailed`. The instructor's grader (:mod:`fedlab.grader`) runs *all*
+of an exercise's tests, each for its points, in a fresh kernel per submission.
+
+Exercises live in ``fedlab/exercises/<concept>.py``, one module per lesson,
+listed in :data:`LESSON_MODULES` and imported only when a lesson's exercises
+are first asked for. This module knows exercises by id and calls into the
+math; the math knows nothing of it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+LESSON_MODULES: dict[str, str] = {
+    "00": "fedlab.exercises.welcome",
+    "01": "fedlab.exercises.baseline",
+    "02": "fedlab.exercises.fedavg",
+    "99": "fedlab.exercises.demo",
+}
+"""Which module defines each lesson's exercises (lesson 99 is the grader's small demo lesson)."""
+
+
+class CheckFailed(AssertionError):
+    """An exercise check did not pass; the message says what was expected and gives a hint."""
+
+
+@dataclass(frozen=True)
+class Test:
+    """One test of an exercise.
+
+    Attributes
+    ----------
+    name
+        Short identifier, unique within the exercise (a gradebook column).
+    run
+        ``run(answer)`` returns normally on success and raises
+        :class:`CheckFailed` (or ``AssertionError``) on failure.
+    points
+        What the grader awards when it passes.
+    in_check
+        Whether the in-notebook ``check`` runs it too (quick tests); the
+        grader always runs every test.
+    """
+
+    name: str
+    run: Callable
+    points: float = 1.0
+    in_check: bool = True
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """An exercise: its id, title, the name of the learner's answer, and its tests."""
+
+    id: str
+    title: str
+    answer: str
+    tests: tuple
+    hint: str = ""
+
+    @property
+    def lesson(self) -> str:
+        return self.id.split(".")[0]
+
+    @property
+    def points(self) -> float:
+        return float(sum(t.points for t in self.tests))
+
+
+_REGISTRY: dict[str, Exercise] = {}
+
+
+def register(*exercises: Exercise) -> None:
+    """Add exercises to the registry (called by each ``fedlab.exercises`` module at import)."""
+    for ex in exercises:
+        names = [t.name for t in ex.tests]
+        if len(set(names)) != len(names):
+            raise ValueError(f"exercise {ex.id}: test names must be unique, got {names}")
+        if not ex.tests:
+            raise ValueError(f"exercise {ex.id}: needs at least one test")
+        _REGISTRY[ex.id] = ex
+
+
+def lesson_exercises(lesson: str) -> list[Exercise]:
+    """The exercises of a lesson (``"02"``), in id order."""
+    if lesson not in LESSON_MODULES:
+        raise ValueError(f"lesson={lesson!r}: no exercises are defined for it; known: {sorted(LESSON_MODULES)}")
+    importlib.import_module(LESSON_MODULES[lesson])
+    found = [ex for ex in _REGISTRY.values() if ex.lesson == lesson]
+    return sorted(found, key=lambda ex: tuple(int(p) for p in ex.id.split(".")))
+
+
+def get(exercise_id: str) -> Exercise:
+    """The exercise with this id, e.g. ``"02.1"``."""
+    if not isinstance(exercise_id, str) or "." not in exercise_id:
+        raise ValueError(f"exercise_id={exercise_id!r}: must look like '02.1' (lesson.number)")
+    lesson = exercise_id.split(".")[0]
+    ids = [ex.id for ex in lesson_exercises(lesson)]
+    if exercise_id not in _REGISTRY:
+        raise ValueError(f"exercise_id={exercise_id!r}: lesson {lesson} has exercises {ids}")
+    return _REGISTRY[exercise_id]
+
+
+def _describe_error(ex: Exercise, err: BaseException) -> str:
+    if isinstance(err, NotImplementedError):
+        return (
+            f"Exercise {ex.id} ({ex.title}) is not done yet: `{ex.answer}` still raises NotImplementedError. "
+            "Replace the `raise NotImplementedError(...)` line with your code, run that cell, then this one."
+        )
+    tb = traceback.extract_tb(err.__traceback__)
+    where = f" (line {tb[-1].lineno} of your code: `{tb[-1].line}`)" if tb else ""
+    return f"Exercise {ex.id} ({ex.title}): `{ex.answer}` raised {type(err).__name__}: {err}{where}"
+
+
+def run_test(ex: Exercise, test: Test, answer) -> tuple[bool, str]:
+    """Run one test on ``answer``; returns ``(passed, message)`` and never raises for a wrong answer."""
+    try:
+        test.run(answer)
+    except CheckFailed as err:
+        return False, f"Exercise {ex.id} ({ex.title}): {err}"
+    except AssertionError as err:
+        return False, f"Exercise {ex.id} ({ex.title}): {err or 'a check did not hold'}"
+    except Exception as err:  # noqa: BLE001 - a learner's bug is feedback, not a crash
+        return False, _describe_error(ex, err)
+    return True, "passed"
+
+
+def check(exercise_id: str, answer) -> None:
+    """Check a learner's answer now: prints a success line or raises :class:`CheckFailed`.
+
+    Parameters
+    ----------
+    exercise_id
+        ``"02.1"`` etc.
+    answer
+        What the exercise asks for (usually the learner's function).
+    """
+    ex = get(exercise_id)
+    quick = [t for t in ex.tests if t.in_check]
+    for test in quick:
+        ok, message = run_test(ex, test, answer)
+        if not ok:
+            hint = f"\nHint: {ex.hint}" if ex.hint and "Hint:" not in message else ""
+            raise CheckFailed(message + hint)
+    print(f"\u2714 Exercise {ex.id} passed: {ex.title} ({len(quick)} check{'s' * (len(quick) != 1)}).")
+
+
+# ---- helpers for writing tests -------------------------------------------------------------
+
+
+def _fmt(value, limit: int = 200) -> str:
+    text = np.array2string(np.asarray(value), precision=4, threshold=12) if _is_arraylike(value) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_arraylike(value) -> bool:
+    return isinstance(value, np.ndarray) or (hasattr(value, "shape") and hasattr(value, "dtype"))
+
+
+def expect_close(got, want, *, what: str, hint: str = "", rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """Raise :class:`CheckFailed` unless ``got`` is numerically close to ``want`` (same shape)."""
+    try:
+        got_a = np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CheckFailed(f"{what}: expected numbers like {_fmt(want)}, got {type(got).__name__} {_fmt(got)}") from None
+    want_a = np.asarray(want, dtype=np.float64)
+    hint = f" Hint: {hint}" if hint else ""
+    if got_a.shape != want_a.shape:
+        raise CheckFailed(f"{what}: expected shape {want_a.shape}, got shape {got_a.shape}.{hint}")
+    if not np.allclose(got_a, want_a, rtol=rtol, atol=atol, equal_nan=True):
+        raise CheckFailed(f"{what}: expected {_fmt(want_a)}, got {_fmt(got_a)}.{hint}")
+
+
+def expect_params_close(got, want, *, what: str, hint: str = "", rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """Like :func:`expect_close` for a list of arrays (model parameters)."""
+    if not isinstance(got, list | tuple):
+        raise CheckFailed(f"{what}: expected a list of {len(want)} arrays, got {type(got).__name__}")
+    if len(got) != len(want):
+        raise CheckFailed(f"{what}: expected a list of {len(want)} arrays, got {len(got)}")
+    for i, (g, w) in enumerate(zip(got, want)):
+        expect_close(g, w, what=f"{what}, tensor {i}", hint=hint, rtol=rtol, atol=atol)
+
+
+def expect_equal(got, want, *, what: str, hint: str = "") -> None:
+    """Raise :class:`CheckFailed` unless ``got == want``."""
+    same = np.array_equal(np.asarray(got), np.asarray(want)) if _is_arraylike(want) else got == want
+    if not same:
+        hint = f" Hint: {hint}" if hint else ""
+        raise CheckFailed(f"{what}: expected {_fmt(want)}, got {_fmt(got)}.{hint}")
