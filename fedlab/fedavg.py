@@ -322,6 +322,7 @@ def run(
     init: list | None = None,
     engine: str = "batched",
     threads: int | None = 1,
+    stop_at: float | None = None,
     callback: Callable[[RoundRecord], None] | None = None,
 ) -> tuple[list, History]:
     """Federated averaging for ``rounds`` rounds over ``clients`` (a list of ``(x, y)``).
@@ -344,6 +345,11 @@ def run(
         ``benchmarks/fedavg_engine.py``). ``None`` leaves torch's setting.
     test
         ``(x, y)`` evaluated after every round.
+    stop_at
+        Stop early once the test accuracy reaches this value (needs ``test``);
+        used to count rounds to a target accuracy (McMahan et al. 2017, Table 2).
+    callback
+        Called with each :class:`RoundRecord` as it is made (for progress bars).
 
     Returns
     -------
@@ -358,6 +364,10 @@ def run(
     _check_hyper(epochs, batch_size, lr, mu)
     if threads is not None:
         validate.positive_int("threads", threads)
+    if stop_at is not None:
+        validate.fraction("stop_at", stop_at)
+        if test is None:
+            raise ValueError("stop_at is set but test is None: stopping at a target accuracy needs test data")
     if len(clients) == 0:
         raise ValueError("clients is empty: run needs at least one (x, y) client")
     clients = [_check_xy(x, y, spec) for x, y in clients]
@@ -416,4 +426,6 @@ def run(
             records.append(rec)
             if callback is not None:
                 callback(rec)
+            if stop_at is not None and test_acc >= stop_at:
+                break
     return state.params, History(tuple(records))

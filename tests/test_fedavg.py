@@ -193,3 +193,15 @@ def test_bad_client_data():
         fedavg.aggregate([])
     with pytest.raises(ValueError, match="clients is empty"):
         fedavg.run(spec, [], rounds=1, seed=0)
+
+
+def test_stop_at_stops_early_and_needs_test_data():
+    spec = models.mlp(6, (16,), 3)
+    clients = toy_clients([30] * 10)
+    test = toy_clients([200], seed=0)[0]
+    _, full = fedavg.run(spec, clients, rounds=15, seed=1, epochs=2, batch_size=5, lr=0.2, test=test)
+    target = float(full.column("test_accuracy")[5])
+    _, hist = fedavg.run(spec, clients, rounds=15, seed=1, epochs=2, batch_size=5, lr=0.2, test=test, stop_at=target)
+    assert len(hist) == full.rounds_to(target) and hist.final_accuracy >= target
+    with pytest.raises(ValueError, match="stop_at"):
+        fedavg.run(spec, clients, rounds=2, seed=1, stop_at=0.5)
