@@ -31,6 +31,9 @@ LESSON_MODULES: dict[str, str] = {
     "00": "fedlab.exercises.welcome",
     "01": "fedlab.exercises.baseline",
     "02": "fedlab.exercises.fedavg",
+    "03": "fedlab.exercises.heterogeneity",
+    "04": "fedlab.exercises.bandwidth",
+    "05": "fedlab.exercises.leakage",
     "99": "fedlab.exercises.demo",
 }
 """Which module defines each lesson's exercises (lesson 99 is the grader's small demo lesson)."""

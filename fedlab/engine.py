@@ -154,6 +154,7 @@ def train(
     batch_size: int | None,
     lr: float,
     mu: float = 0.0,
+    max_steps: np.ndarray | None = None,
 ) -> Cohort:
     """Train the clients ``chosen`` (indices into ``packed``) from ``params``, all at once.
 
@@ -162,6 +163,8 @@ def train(
     keys
         ``[S, epochs, n_max]`` shuffle keys; client ``k`` uses
         ``keys[k, :, :n_k]`` exactly as :func:`fedlab.fedavg.epoch_orders` does.
+    max_steps
+        ``[S]`` step limits (stragglers), or ``None`` for all steps.
 
     Returns
     -------
@@ -177,25 +180,37 @@ def train(
     keys = keys[:, :, : int(sizes.max())]
     params = models.check_params(spec, params)
     orders, b, T, counts, steps = _plan(sizes, keys, batch_size)
+    if max_steps is not None:
+        max_steps = np.asarray(max_steps, dtype=np.int64)
+        if max_steps.shape != (S,) or np.any(max_steps < 1):
+            raise ValueError(f"max_steps={max_steps!r}: must be {S} positive ints, one per client")
+    # counts[s, e, t]: real examples of client s at step t of epoch e (0 once a straggler has stopped)
+    per_epoch = (counts > 0).sum(axis=1)  # steps per epoch of each client
+    ordinal = np.arange(E)[None, :, None] * per_epoch[:, None, None] + np.arange(T)[None, None, :]
+    counts = np.repeat(counts[:, None, :], E, axis=1)
+    if max_steps is not None:
+        counts = np.where(ordinal < max_steps[:, None, None], counts, 0)
+        steps = np.minimum(steps, max_steps)
     rows = torch.as_tensor(chosen)[:, None]
     orders = torch.as_tensor(orders)
-    weights = torch.as_tensor((1.0 / np.maximum(counts, 1)).astype(np.float32))  # [S, T]
-    width = counts.max(axis=0)  # the widest client at each step: narrower batches are padded to it
+    weights = torch.as_tensor((1.0 / np.maximum(counts, 1)).astype(np.float32))  # [S, E, T]
     batches = []
     for e in range(E):
         for t in range(T):
-            w = int(width[t])
+            w = int(counts[:, e, t].max())  # the widest client at this step: narrower batches are padded to it
+            if w == 0:
+                continue
             idx = orders[:, e, t * b : t * b + w]
-            valid = torch.as_tensor(np.arange(w)[None, :] < counts[:, t : t + 1])
-            wt = weights[:, t : t + 1] * valid  # [S, w]: 1/count on real examples, 0 on padding
-            active = torch.as_tensor(counts[:, t] > 0) if mu else None
+            valid = torch.as_tensor(np.arange(w)[None, :] < counts[:, e, t : t + 1])
+            wt = weights[:, e, t : t + 1] * valid  # [S, w]: 1/count on real examples, 0 on padding
+            active = torch.as_tensor(counts[:, e, t] > 0) if mu else None
             batches.append((packed.x[rows, idx], packed.y[rows, idx], wt, active))
     start = [torch.from_numpy(p) for p in params]
     if spec.kind == "cnn":
         final, loss_sum = _train_generic(spec, start, batches, lr=lr, mu=mu)
     else:
         final, loss_sum = _train_dense(spec, start, batches, lr=lr, mu=mu)
-    return Cohort(final, start, sizes.copy(), loss_sum.numpy().astype(np.float64) / steps, steps)
+    return Cohort(final, start, sizes.copy(), loss_sum.numpy().astype(np.float64) / np.maximum(steps, 1), steps)
 
 
 def _act_grad(name: str, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

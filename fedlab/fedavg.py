@@ -125,6 +125,7 @@ def local_sgd(
     batch_size: int | None,
     lr: float,
     mu: float = 0.0,
+    max_steps: int | None = None,
 ) -> ClientOutput:
     """Minibatch SGD over ``(x, y)`` visiting examples in ``orders``: the plain PyTorch reference.
 
@@ -138,10 +139,15 @@ def local_sgd(
         ``[epochs, n]`` permutations, e.g. from :func:`epoch_orders`.
     batch_size
         ``B``; ``None`` means the full local batch (FedSGD's ``B = inf``).
+    max_steps
+        Stop after this many SGD steps (a *straggler* that finishes only part
+        of its work); ``None`` runs every epoch to the end.
 
     """
     x, y = _check_xy(x, y, spec)
     params = models.check_params(spec, params)
+    if max_steps is not None:
+        validate.positive_int("max_steps", max_steps)
     orders = validate.array("orders", orders, ndim=2, dtype_kind="iu")
     n = x.shape[0]
     if orders.shape[1] != n:
@@ -155,6 +161,8 @@ def local_sgd(
     losses = []
     for order in orders:
         for s in range(0, n, b):
+            if max_steps is not None and len(losses) >= max_steps:
+                break
             idx = torch.as_tensor(order[s : s + b])
             loss = F.cross_entropy(module(xt[idx]), yt[idx])
             module.zero_grad(set_to_none=True)
@@ -180,6 +188,7 @@ def client_update(
     lr: float,
     rng: int | np.random.Generator,
     mu: float = 0.0,
+    max_steps: int | None = None,
 ) -> ClientOutput:
     """ClientUpdate of McMahan et al. 2017: ``epochs`` passes of minibatch SGD from ``params``.
 
@@ -204,12 +213,16 @@ def client_update(
         Seed or Generator for the shuffle keys (``rng.random((epochs, n))``).
     mu
         FedProx proximal weight; ``0`` is plain FedAvg.
+    max_steps
+        Stop after this many SGD steps (a straggler); ``None`` for all of them.
 
     """
     x, y = _check_xy(x, y, spec)
     _check_hyper(epochs, batch_size, lr, mu)
     keys = seeding.as_generator(rng).random((epochs, x.shape[0]))
-    return local_sgd(spec, params, x, y, orders=epoch_orders(keys), batch_size=batch_size, lr=lr, mu=mu)
+    return local_sgd(
+        spec, params, x, y, orders=epoch_orders(keys), batch_size=batch_size, lr=lr, mu=mu, max_steps=max_steps
+    )
 
 
 def aggregate(outputs: Sequence[ClientOutput]) -> list:
@@ -265,13 +278,17 @@ def sample_clients(num_clients: int, *, fraction: float, rng: int | np.random.Ge
 class RoundRecord:
     """One round of :func:`run`.
 
+    ``clients`` were sampled; ``reported`` of them had their update aggregated
+    (the others dropped out, or were stragglers under the ``"drop"`` policy).
     ``seconds`` is the time of the training part of the round (client updates
-    and aggregation), not of the evaluation. Bytes are float32 parameters:
-    ``bytes_down`` = model size x clients, ``bytes_up`` = delta size x clients.
+    and aggregation), not of the evaluation. ``bytes_down`` = model size x
+    sampled clients (float32); ``bytes_up`` = what the reporting clients sent
+    (float32 deltas, or what the ``uplink`` compressor says it sent).
     """
 
     round: int
     clients: int
+    reported: int
     train_loss: float
     test_loss: float
     test_accuracy: float
@@ -323,6 +340,10 @@ def run(
     engine: str = "batched",
     threads: int | None = 1,
     stop_at: float | None = None,
+    dropout_rate: float = 0.0,
+    straggler_rate: float = 0.0,
+    stragglers: str = "partial",
+    uplink: Callable | None = None,
     callback: Callable[[RoundRecord], None] | None = None,
 ) -> tuple[list, History]:
     """Federated averaging for ``rounds`` rounds over ``clients`` (a list of ``(x, y)``).
@@ -348,8 +369,25 @@ def run(
     stop_at
         Stop early once the test accuracy reaches this value (needs ``test``);
         used to count rounds to a target accuracy (McMahan et al. 2017, Table 2).
+    dropout_rate
+        Probability that a sampled client vanishes mid-round (its update never
+        arrives). If every client drops, the model stays as it was.
+    straggler_rate
+        Probability that a (remaining) client is a straggler: it completes
+        only ``max(1, floor(u * S_k))`` of its ``S_k`` steps, ``u ~ U(0, 1)``.
+    stragglers
+        ``"partial"``: aggregate what stragglers finished (as FedProx does);
+        ``"drop"``: discard their updates (a deadline, as in FedAvg).
+    uplink
+        ``uplink(delta, client=k, rng=g) -> (decoded_delta, nbytes)``: what a
+        client's delta becomes on the way up (compression, lesson 04) and how
+        many bytes it took. ``None`` sends float32 deltas.
     callback
         Called with each :class:`RoundRecord` as it is made (for progress bars).
+
+    Each round draws, from ``derive(seed, r)`` and in this order: the sampled
+    clients, every client's shuffle keys, then one uniform per sampled client
+    for dropout, for being a straggler, and for the straggler's share of work.
 
     Returns
     -------
@@ -364,6 +402,9 @@ def run(
     _check_hyper(epochs, batch_size, lr, mu)
     if threads is not None:
         validate.positive_int("threads", threads)
+    validate.fraction("dropout_rate", dropout_rate, include_zero=True)
+    validate.fraction("straggler_rate", straggler_rate, include_zero=True)
+    validate.one_of("stragglers", stragglers, ("partial", "drop"))
     if stop_at is not None:
         validate.fraction("stop_at", stop_at)
         if test is None:
@@ -387,41 +428,61 @@ def run(
             g = seeding.derive(seed, r)
             chosen = sample_clients(len(clients), fraction=fraction, rng=g)
             keys = g.random((len(clients), epochs, nmax))
-            if engine == "batched":
-                cohort = E.train(
-                    spec, state.params, packed, chosen, keys=keys[chosen], batch_size=batch_size, lr=lr, mu=mu
-                )
-                delta, train_loss = cohort.aggregate(), cohort.mean_loss()
+            u_drop, u_slow, u_work = g.random(len(chosen)), g.random(len(chosen)), g.random(len(chosen))
+            per_epoch = np.ones(len(chosen), np.int64) if batch_size is None else -(-sizes[chosen] // batch_size)
+            total = epochs * per_epoch
+            slow = (u_slow < straggler_rate) & (u_drop >= dropout_rate)
+            keep = (u_drop >= dropout_rate) & ~(slow & (stragglers == "drop"))
+            limit = np.where(slow, np.maximum(1, np.floor(u_work * total)).astype(np.int64), total)
+            reporting, limit = chosen[keep], limit[keep]
+            if len(reporting) == 0:
+                delta, train_loss, up = [np.zeros_like(p) for p in state.params], float("nan"), 0
             else:
-                outs = [
-                    local_sgd(
+                if engine == "batched":
+                    cohort = E.train(
                         spec,
                         state.params,
-                        *clients[k],
-                        orders=epoch_orders(keys[k, :, : sizes[k]]),
+                        packed,
+                        reporting,
+                        keys=keys[reporting],
                         batch_size=batch_size,
                         lr=lr,
                         mu=mu,
+                        max_steps=limit if slow.any() else None,
                     )
-                    for k in chosen
-                ]
-                delta = aggregate(outs)
-                w = np.array([o.num_examples for o in outs], dtype=np.float64)
-                train_loss = float(np.dot(w, [o.metrics["loss"] for o in outs]) / w.sum())
+                    outs = cohort.outputs() if uplink is not None else None
+                else:
+                    outs = [
+                        local_sgd(
+                            spec,
+                            state.params,
+                            *clients[k],
+                            orders=epoch_orders(keys[k, :, : sizes[k]]),
+                            batch_size=batch_size,
+                            lr=lr,
+                            mu=mu,
+                            max_steps=int(m),
+                        )
+                        for k, m in zip(reporting, limit)
+                    ]
+                up = model_bytes * len(reporting)
+                if uplink is not None:
+                    sent = [uplink(o.delta, client=int(k), rng=g) for o, k in zip(outs, reporting)]
+                    outs = [ClientOutput(d, o.num_examples, o.metrics) for (d, _), o in zip(sent, outs)]
+                    up = int(sum(nb for _, nb in sent))
+                if outs is None:
+                    delta, train_loss = cohort.aggregate(), cohort.mean_loss()
+                else:
+                    delta = aggregate(outs)
+                    w = np.array([o.num_examples for o in outs], dtype=np.float64)
+                    train_loss = float(np.dot(w, [o.metrics["loss"] for o in outs]) / w.sum())
             state = server_update(state, delta, server_lr=server_lr)
             seconds = time.perf_counter() - t0
             test_loss, test_acc = (
                 models.evaluate(spec, state.params, *test) if test is not None else (float("nan"),) * 2
             )
             rec = RoundRecord(
-                r,
-                len(chosen),
-                train_loss,
-                test_loss,
-                test_acc,
-                model_bytes * len(chosen),
-                model_bytes * len(chosen),
-                seconds,
+                r, len(chosen), len(reporting), train_loss, test_loss, test_acc, up, model_bytes * len(chosen), seconds
             )
             records.append(rec)
             if callback is not None:

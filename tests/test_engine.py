@@ -80,3 +80,53 @@ def test_train_rejects_wrong_keys_shape():
             batch_size=2,
             lr=0.1,
         )
+
+
+@pytest.mark.parametrize("spec", [models.mlp(16, (12,), 4), models.cnn(16, (2, 3), 4)], ids=["mlp", "cnn"])
+@pytest.mark.parametrize("mu", [0.0, 0.3])
+def test_engine_max_steps_equals_loop(spec, mu):
+    clients = toy_clients([1, 7, 12, 3, 9], d=16, classes=4, seed=2)
+    params = models.init_params(spec, rng=4)
+    chosen = np.array([0, 1, 2, 3, 4])
+    keys = np.random.default_rng(9).random((5, 2, 12))
+    limits = np.array([1, 3, 2, 5, 1])
+    cohort = engine.train(
+        spec, params, engine.pack(clients), chosen, keys=keys, batch_size=3, lr=0.3, mu=mu, max_steps=limits
+    )
+    for i, (got, k) in enumerate(zip(cohort.outputs(), chosen)):
+        want = fedavg.local_sgd(
+            spec,
+            params,
+            *clients[k],
+            orders=fedavg.epoch_orders(keys[i, :, : len(clients[k][1])]),
+            batch_size=3,
+            lr=0.3,
+            mu=mu,
+            max_steps=int(limits[i]),
+        )
+        assert got.metrics["steps"] == want.metrics["steps"]
+        assert P.allclose(got.delta, want.delta, atol=2e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("policy", ["partial", "drop"])
+def test_run_with_dropouts_and_stragglers_batched_equals_loop(policy):
+    spec = models.mlp(16, (12,), 4)
+    clients = toy_clients([5, 8, 13, 2, 6, 9, 4, 7], d=16, classes=4, seed=3)
+    test = toy_clients([50], d=16, classes=4, seed=3)[0]
+    kw = dict(
+        rounds=6,
+        seed=7,
+        fraction=0.75,
+        epochs=2,
+        batch_size=3,
+        lr=0.2,
+        test=test,
+        dropout_rate=0.3,
+        straggler_rate=0.5,
+        stragglers=policy,
+    )
+    pa, ha = fedavg.run(spec, clients, engine="batched", **kw)
+    pb, hb = fedavg.run(spec, clients, engine="loop", **kw)
+    assert P.allclose(pa, pb, atol=5e-6, rtol=1e-4)
+    assert np.array_equal(ha.column("reported"), hb.column("reported"))
+    assert np.all(ha.column("reported") <= ha.column("clients")) and ha.column("reported").min() < 6

@@ -205,3 +205,64 @@ def test_stop_at_stops_early_and_needs_test_data():
     assert len(hist) == full.rounds_to(target) and hist.final_accuracy >= target
     with pytest.raises(ValueError, match="stop_at"):
         fedavg.run(spec, clients, rounds=2, seed=1, stop_at=0.5)
+
+
+def test_everyone_drops_out_keeps_the_model():
+    spec = models.logreg(6, 3)
+    init = models.init_params(spec, rng=0)
+    params, hist = fedavg.run(spec, toy_clients([5, 5]), rounds=3, seed=0, dropout_rate=1.0, init=init)
+    assert P.allclose(params, init, atol=0, rtol=0)
+    assert hist.column("reported").tolist() == [0, 0, 0] and hist.column("bytes_up").tolist() == [0, 0, 0]
+
+
+def test_max_steps_limits_work():
+    spec = models.logreg(6, 3)
+    ((x, y),) = toy_clients([20])
+    p0 = models.init_params(spec, rng=0)
+    out = fedavg.client_update(spec, p0, x, y, epochs=3, batch_size=4, lr=0.1, rng=1, max_steps=7)
+    assert out.metrics["steps"] == 7
+    full = fedavg.client_update(spec, p0, x, y, epochs=3, batch_size=4, lr=0.1, rng=1)
+    assert full.metrics["steps"] == 15
+    with pytest.raises(ValueError, match="max_steps"):
+        fedavg.client_update(spec, p0, x, y, epochs=1, batch_size=4, lr=0.1, rng=1, max_steps=0)
+
+
+def test_stragglers_drop_policy_reports_fewer():
+    spec = models.logreg(6, 3)
+    clients = toy_clients([6] * 10)
+    _, partial = fedavg.run(spec, clients, rounds=5, seed=2, straggler_rate=0.5, stragglers="partial")
+    _, dropped = fedavg.run(spec, clients, rounds=5, seed=2, straggler_rate=0.5, stragglers="drop")
+    assert partial.column("reported").tolist() == [10] * 5
+    assert dropped.column("reported").sum() < 50
+
+
+def test_uplink_hook_changes_what_is_aggregated_and_counted():
+    spec = models.logreg(6, 3)
+    clients = toy_clients([6, 9, 4])
+    init = models.init_params(spec, rng=0)
+    seen = []
+
+    def zero_uplink(delta, *, client, rng):
+        seen.append(client)
+        return [np.zeros_like(d) for d in delta], 10
+
+    params, hist = fedavg.run(spec, clients, rounds=2, seed=0, init=init, uplink=zero_uplink)
+    assert P.allclose(params, init, atol=0, rtol=0)
+    assert hist.column("bytes_up").tolist() == [30, 30] and sorted(seen) == [0, 0, 1, 1, 2, 2]
+    ident = lambda d, *, client, rng: (d, P.num_bytes(d))  # noqa: E731
+    a, _ = fedavg.run(spec, clients, rounds=2, seed=0, uplink=ident)
+    b, _ = fedavg.run(spec, clients, rounds=2, seed=0)
+    assert P.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        (dict(dropout_rate=1.5), "dropout_rate"),
+        (dict(straggler_rate=-0.1), "straggler_rate"),
+        (dict(stragglers="wait"), "stragglers"),
+    ],
+)
+def test_hetero_bad_arguments(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        fedavg.run(models.logreg(6, 3), toy_clients([5, 5]), rounds=1, seed=0, **kwargs)
