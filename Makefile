@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 PIP_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test install doctor lock bench clean-venv
+.PHONY: browser-deps lab test install doctor lock bench clean-venv notebooks refresh bench-grade
 
 install: $(STAMP)
 
@@ -23,17 +23,46 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The learner works in work/ (git-ignored): copies of notebooks/ made once and
+# never overwritten; `make refresh` offers new or updated lessons beside them.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=. README.md
+	$(PY) -m fedlab course workdir --dir work
+	@if [ -f work/00_welcome.ipynb ]; then \
+		$(VENV)/bin/jupyter lab --notebook-dir=work work/00_welcome.ipynb; \
+	else \
+		$(VENV)/bin/jupyter lab --notebook-dir=work; \
+	fi
 
-test: $(STAMP)
+refresh: $(STAMP)
+	$(PY) -m fedlab course refresh --dir work
+
+# Lesson authors: write notebooks/ from solutions/ (and strip outputs from solutions/).
+notebooks: $(STAMP)
+	$(PY) -m fedlab course build
+
+test: $(STAMP) browser-deps
 	$(PY) -m pytest
+
+# Browser tests drive JupyterLab in Debian's Chromium (never `playwright install`,
+# which downloads a browser). Installing it needs root (CI runs as root); on a
+# laptop: sudo apt-get install chromium, or set CHROMIUM=/path/to/chromium.
+browser-deps:
+	@if [ -n "$$CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		echo "chromium: found"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "Chromium is missing: the browser tests need it (sudo apt-get install chromium, or CHROMIUM=/path)"; exit 1; \
+	fi
 
 doctor: $(STAMP)
 	$(PY) -m fedlab doctor
 
 bench: $(STAMP)
 	$(PY) benchmarks/fedavg_engine.py
+
+bench-grade: $(STAMP)
+	$(PY) benchmarks/grade_room.py --lesson 02
 
 # Re-resolve the whole course set in one go (needs the package index), then
 # regenerate environment.yml from the new lock.

@@ -1,7 +1,12 @@
 """Command line: ``python -m fedlab doctor`` (and the course commands).
 
-``doctor``    check this machine and the course environment
-``lock-env``  write environment.yml from requirements.lock
+``doctor``           check this machine and the course environment
+``lock-env``         write environment.yml from requirements.lock
+``course build``     write notebooks/ from solutions/ (``make notebooks``)
+``course check``     exit 1 listing what in notebooks/ is out of date with solutions/
+``course workdir``   copy notebooks/ into work/ for the learner, never overwriting
+``course refresh``   copy new lessons into work/ and offer updated ones beside the learner's
+``grade``            grade submitted notebooks (see ``python -m fedlab grade --help``)
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     doc = sub.add_parser("doctor", help="check the environment, datasets and syft")
     doc.add_argument("--no-syft", action="store_true", help="skip the (20 s) syft import check")
     sub.add_parser("lock-env", help="write environment.yml from requirements.lock")
+    _add_course(sub)
+    from fedlab import grader
+
+    grader.add_arguments(sub.add_parser("grade", help="grade submitted notebooks in fresh kernels"))
     args = parser.parse_args(argv)
     if args.command == "doctor":
         from fedlab import environment
@@ -28,7 +37,57 @@ def main(argv: list[str] | None = None) -> int:
         (environment.ROOT / "environment.yml").write_text(environment.environment_yml(environment.LOCK.read_text()))
         print(f"wrote {environment.ROOT / 'environment.yml'}")
         return 0
+    if args.command == "course":
+        return _run_course(args)
+    if args.command == "grade":
+        return grader.run_cli(args)
     return 2
+
+
+def _add_course(sub) -> None:
+    from fedlab import course
+
+    p = sub.add_parser("course", help="build the student notebooks; make and refresh learners' working copies")
+    csub = p.add_subparsers(dest="course_command", required=True)
+    for name, text in (
+        ("build", "write notebooks/ from solutions/ (and strip outputs from solutions/)"),
+        ("check", "exit 1 and list what in notebooks/ is stale, missing or extra"),
+    ):
+        c = csub.add_parser(name, help=text)
+        c.add_argument("--solutions", default=str(course.SOLUTIONS_DIR), help="source notebooks (default solutions/)")
+        c.add_argument("--notebooks", default=str(course.NOTEBOOKS_DIR), help="student notebooks (default notebooks/)")
+    for name, text in (
+        ("workdir", "copy every student notebook into the working folder, never overwriting a file"),
+        ("refresh", "copy new lessons and offer updated ones beside the learner's own copies"),
+    ):
+        c = csub.add_parser(name, help=text)
+        c.add_argument("--dir", default="work", help="the learner's working folder (default work/)")
+        c.add_argument("--notebooks", default=str(course.NOTEBOOKS_DIR), help="student notebooks (default notebooks/)")
+
+
+def _run_course(args) -> int:
+    from fedlab import course
+
+    if args.course_command == "build":
+        return 1 if course.build(args.solutions, args.notebooks) else 0
+    if args.course_command == "check":
+        problems = course.check(args.solutions, args.notebooks)
+        for line in problems:
+            print(line)
+        if problems:
+            print(f"{len(problems)} problem(s): notebooks/ is out of date with solutions/; run `make notebooks`")
+            return 1
+        print("notebooks/ is up to date with solutions/")
+        return 0
+    try:
+        if args.course_command == "workdir":
+            course.make_workdir(args.notebooks, args.dir)
+        else:
+            course.refresh(args.notebooks, args.dir)
+    except ValueError as err:
+        print(f"error: {err}")
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

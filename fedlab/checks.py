@@ -34,6 +34,9 @@ LESSON_MODULES: dict[str, str] = {
     "03": "fedlab.exercises.heterogeneity",
     "04": "fedlab.exercises.bandwidth",
     "05": "fedlab.exercises.leakage",
+    "06": "fedlab.exercises.remote",
+    "07": "fedlab.exercises.secagg",
+    "08": "fedlab.exercises.dp",
     "99": "fedlab.exercises.demo",
 }
 """Which module defines each lesson's exercises (lesson 99 is the grader's small demo lesson)."""

@@ -109,11 +109,11 @@ def test_doctor_is_clean():
 
 SYFT_SMOKE = """
 import syft as sy
-srv = sy.orchestra.launch(name="{name}", reset=True)
-do = srv.login(email="info@openmined.org", password="changethis")
-assert do is not None
-print("DATASITE-UP", type(srv).__name__)
-srv.land()
+from fedlab import remote
+site = remote.launch("{name}")  # sy.orchestra.launch(name=..., reset=True) + owner login, quietly
+assert site.owner is not None and sy.__version__ == "0.9.5"
+print("DATASITE-UP", type(site.server).__name__)
+remote.land(site)  # land() and delete the state folder
 print("LANDED")
 """
 
@@ -121,8 +121,6 @@ print("LANDED")
 @pytest.mark.syft
 def test_syft_datasite_launches_and_lands():
     name = f"fedlab-smoke-{uuid.uuid4().hex[:8]}"
-    res = subprocess.run(
-        [sys.executable, "-c", SYFT_SMOKE.format(name=name)], capture_output=True, text=True, timeout=400
-    )
+    res = subprocess.run([sys.executable, "-c", SYFT_SMOKE.format(name=name)], capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     assert "DATASITE-UP" in res.stdout and "LANDED" in res.stdout

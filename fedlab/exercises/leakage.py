@@ -1,0 +1,279 @@
+"""Lesson 05 exercises: what model updates reveal.
+
+05.1 ``analytic_reconstruction``  the input of a dense layer with bias, from its gradient (batch of one)
+05.2 ``idlg_label``               the label, from the output layer's weight gradient (iDLG)
+05.3 ``psnr``                     reconstruction quality in dB
+05.4 ``membership_auc``           the AUC of the loss-threshold membership attack
+
+Each test compares the learner's answer with the reference in
+:mod:`fedlab.attacks` / :mod:`fedlab.metrics` on small seeded problems.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from fedlab import attacks, metrics, models
+from fedlab.checks import CheckFailed, Exercise, Test, expect_close, register
+
+# ---- 05.1 analytic_reconstruction ---------------------------------------------------------------
+
+_ANALYTIC_HINT = (
+    "for one input, dW = outer(g, x) and db = g, so x = dW[i] / db[i] for any row i with db[i] != 0; "
+    "skip rows whose db[i] is 0 (or combine all good rows: x = db @ dW / (db @ db))"
+)
+
+
+def _first_layer_case(spec, seed):
+    params = models.init_params(spec, rng=seed)
+    rng = np.random.default_rng(seed)
+    x, y = rng.random((1, spec.in_features)), rng.integers(0, spec.num_classes, 1)
+    g = attacks.model_gradient(spec, params, x, y)
+    return g[0], g[1], x[0]
+
+
+def _t_analytic_hand(answer):
+    x = np.array([0.0, 0.25, 0.5, 1.0])
+    g = np.array([2.0, -0.5, 4.0])
+    expect_close(
+        answer(np.outer(g, x), g),
+        x,
+        what="dW = outer([2, -0.5, 4], x), db = [2, -0.5, 4] for x = [0, 0.25, 0.5, 1]",
+        hint=_ANALYTIC_HINT,
+    )
+
+
+def _t_analytic_mlp(answer):
+    dw, db, x = _first_layer_case(models.mlp(64, (32,), 10, activation="sigmoid"), 0)
+    expect_close(
+        answer(dw, db), x, what="first layer of a sigmoid MLP 64-32-10 on one digit-sized input",
+        hint=_ANALYTIC_HINT, rtol=1e-6, atol=1e-8,
+    )  # fmt: skip
+
+
+def _t_analytic_dead_rows(answer):
+    x = np.array([0.2, 0.4, 0.6])
+    g = np.array([0.0, 1.5, 0.0, -2.0])  # neurons 0 and 2 did not fire (ReLU): their rows are all zero
+    got = answer(np.outer(g, x), g)
+    if np.any(~np.isfinite(np.asarray(got, dtype=float))):
+        raise CheckFailed(
+            "a layer where db[0] = 0 (a ReLU neuron that did not fire): your answer contains nan or inf, "
+            f"got {np.asarray(got)}. Hint: {_ANALYTIC_HINT}"
+        )
+    expect_close(got, x, what="a layer where db[0] = db[2] = 0 (dead ReLU neurons)", hint=_ANALYTIC_HINT)
+
+
+def _t_analytic_update(answer):
+    dw, db, x = _first_layer_case(models.mlp(64, (16, 16), 10, activation="relu"), 3)
+    expect_close(
+        answer(-0.05 * dw, -0.05 * db), x, what="a FedSGD update (-lr * gradient, lr = 0.05) of a ReLU MLP",
+        hint="a common scale on dW and db cancels in dW[i] / db[i]", rtol=1e-6, atol=1e-8,
+    )  # fmt: skip
+
+
+# ---- 05.2 idlg_label ----------------------------------------------------------------------------
+
+_IDLG_HINT = (
+    "row c of the output layer's weight gradient is (p_c - [c == y]) * h with h >= 0 after a sigmoid or ReLU: "
+    "only the true class's row is negative, so return the index of the row with the smallest (most negative) sum"
+)
+
+
+def _label(answer, dw, what):
+    got = answer(dw)
+    if isinstance(got, np.ndarray) and got.size == 1:
+        got = got.item()
+    if not isinstance(got, numbers.Integral) or isinstance(got, bool):
+        raise CheckFailed(f"{what}: expected a class index (an int), got {type(got).__name__} {got!r}")
+    return int(got)
+
+
+def _t_idlg_hand(answer):
+    h = np.array([0.2, 0.7, 0.1])
+    g = np.array([0.1, 0.2, -0.6, 0.3])  # softmax minus one-hot of class 2
+    got = _label(answer, np.outer(g, h), "a hand-made gradient with true class 2")
+    if got != 2:
+        raise CheckFailed(f"a hand-made gradient with true class 2: expected 2, got {got}. Hint: {_IDLG_HINT}")
+
+
+def _idlg_cases(answer, spec, n, seed, what):
+    rng = np.random.default_rng(seed)
+    for case in range(n):
+        params = models.init_params(spec, rng=seed + case)
+        x, y = rng.random((1, 64)), int(rng.integers(0, 10))
+        dw = attacks.model_gradient(spec, params, x, np.array([y]))[-2]
+        got = _label(answer, dw, what)
+        if got != y:
+            raise CheckFailed(f"{what}, case {case}: the true label is {y}, you returned {got}. Hint: {_IDLG_HINT}")
+
+
+def _t_idlg_sigmoid(answer):
+    _idlg_cases(answer, models.mlp(64, (32,), 10, activation="sigmoid"), 20, 10, "random sigmoid MLPs and inputs")
+
+
+def _t_idlg_relu_cnn(answer):
+    _idlg_cases(answer, models.cnn(64, (4, 8), 10, activation="relu"), 20, 50, "random ReLU CNNs and inputs")
+
+
+# ---- 05.3 psnr ----------------------------------------------------------------------------------
+
+_PSNR_HINT = "PSNR = 10 * log10(1 / mean((x - x_hat) ** 2)) for pixels in [0, 1]; the mean runs over all pixels"
+
+
+def _t_psnr_known(answer):
+    x = np.zeros((8, 8))
+    expect_close(answer(x, x + 0.1), 20.0, what="every pixel off by 0.1 (MSE 0.01)", hint=_PSNR_HINT)
+    expect_close(answer(x, x + 0.01), 40.0, what="every pixel off by 0.01 (MSE 1e-4)", hint=_PSNR_HINT)
+
+
+def _t_psnr_random(answer):
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        x = rng.random(64)
+        x_hat = np.clip(x + 0.1 * rng.standard_normal(64), 0, 1)
+        expect_close(
+            answer(x, x_hat),
+            metrics.psnr(x, x_hat),
+            what="a random digit-sized image and a noisy copy",
+            hint=_PSNR_HINT,
+            rtol=1e-9,
+            atol=1e-9,
+        )
+
+
+def _t_psnr_images(answer):
+    rng = np.random.default_rng(6)
+    x = rng.random((3, 8, 8))
+    x_hat = x.copy()
+    x_hat[0, 0, 0] += 0.5  # one wrong pixel out of 192
+    expect_close(
+        answer(x, x_hat),
+        10 * math.log10(192 / 0.25),
+        what="three 8x8 images with one pixel off by 0.5",
+        hint="average the squared error over every pixel of every image",
+        rtol=1e-9,
+    )
+
+
+def _t_psnr_identical(answer):
+    x = np.random.default_rng(7).random(64)
+    with np.errstate(divide="ignore"):
+        got = float(answer(x, x.copy()))
+    if got != math.inf:
+        raise CheckFailed(f"identical images: expected inf (MSE = 0), got {got}. Hint: return math.inf when MSE is 0")
+
+
+# ---- 05.4 membership_auc ------------------------------------------------------------------------
+
+_AUC_HINT = (
+    "the attack says 'member' when the loss is low: AUC = fraction of (member, non-member) pairs where the "
+    "member's loss is lower, counting ties as one half"
+)
+
+
+def _t_auc_known(answer):
+    expect_close(
+        answer(np.array([0.1, 0.2]), np.array([0.3, 0.4])),
+        1.0,
+        what="members' losses all below non-members'",
+        hint=_AUC_HINT,
+    )
+    expect_close(
+        answer(np.array([0.9, 0.8]), np.array([0.3, 0.4])),
+        0.0,
+        what="members' losses all above non-members'",
+        hint=_AUC_HINT,
+    )
+    expect_close(
+        answer(np.array([0.1, 0.5]), np.array([0.3, 0.9])),
+        0.75,
+        what="members [0.1, 0.5], non-members [0.3, 0.9] (3 of 4 pairs right)",
+        hint=_AUC_HINT,
+    )
+
+
+def _auc_reference(m, n):
+    return metrics.roc_auc(np.r_[np.ones(len(m), int), np.zeros(len(n), int)], -np.r_[m, n])
+
+
+def _t_auc_random(answer):
+    rng = np.random.default_rng(8)
+    m, n = rng.exponential(0.5, 40), rng.exponential(1.0, 55)
+    expect_close(
+        answer(m, n),
+        _auc_reference(m, n),
+        what="40 members and 55 non-members (random losses)",
+        hint=_AUC_HINT,
+        rtol=1e-9,
+    )
+
+
+def _t_auc_ties(answer):
+    expect_close(
+        answer(np.array([0.5]), np.array([0.5])),
+        0.5,
+        what="one member and one non-member with the same loss",
+        hint="a tie counts one half",
+    )
+    rng = np.random.default_rng(9)
+    m, n = np.round(rng.exponential(0.5, 300), 1), np.round(rng.exponential(1.0, 200), 1)  # many ties
+    expect_close(
+        answer(m, n),
+        _auc_reference(m, n),
+        what="losses rounded to 0.1 (many ties)",
+        hint="a tie counts one half",
+        rtol=1e-9,
+    )
+
+
+register(
+    Exercise(
+        "05.1",
+        "the analytic attack: an input from a dense layer's gradient",
+        "analytic_reconstruction",
+        (
+            Test("hand_example", _t_analytic_hand),
+            Test("sigmoid_mlp_first_layer", _t_analytic_mlp),
+            Test("dead_neurons", _t_analytic_dead_rows),
+            Test("fedsgd_update", _t_analytic_update, in_check=False),
+        ),
+        hint=_ANALYTIC_HINT,
+    ),
+    Exercise(
+        "05.2",
+        "iDLG: the label from the output layer's gradient",
+        "idlg_label",
+        (
+            Test("hand_example", _t_idlg_hand),
+            Test("sigmoid_mlps", _t_idlg_sigmoid),
+            Test("relu_cnns", _t_idlg_relu_cnn, in_check=False),
+        ),
+        hint=_IDLG_HINT,
+    ),
+    Exercise(
+        "05.3",
+        "PSNR of a reconstruction",
+        "psnr",
+        (
+            Test("known_answers", _t_psnr_known),
+            Test("random_images", _t_psnr_random),
+            Test("batch_of_images", _t_psnr_images, in_check=False),
+            Test("identical_images", _t_psnr_identical, in_check=False),
+        ),
+        hint=_PSNR_HINT,
+    ),
+    Exercise(
+        "05.4",
+        "the AUC of the loss-threshold membership attack",
+        "membership_auc",
+        (
+            Test("known_answers", _t_auc_known),
+            Test("random_losses", _t_auc_random),
+            Test("ties", _t_auc_ties),
+        ),
+        hint=_AUC_HINT,
+    ),
+)

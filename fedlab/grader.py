@@ -1,0 +1,1041 @@
+"""Grade a room's submitted notebooks: a fresh kernel per submission, every test, explicit statuses.
+
+``python -m fedlab grade room/*.ipynb --lesson 02 --out grades.csv`` grades
+each submission like this:
+
+1. Read the file's bytes once (the submission is never written, moved or
+   renamed) and parse it. A file that is not a readable notebook gets one row
+   with status ``unreadable``; a notebook of another lesson ``wrong_lesson``.
+2. Start a fresh kernel (``python3`` of this environment, ``PYTHONHASHSEED=0``,
+   one thread, a temporary working folder) and run, in notebook order:
+   the cells tagged ``setup`` and ``exercise`` in full, and from every other
+   code cell only its top-level ``import``/``from`` statements, ``def``/``class``
+   definitions and literal constants (``LRS = (0.05, 0.1)``). **The grader
+   runs your setup and exercise cells and the definitions from your other
+   cells; experiments are not re-run.** Check cells are not run: the grader
+   runs the tests itself. (An error in those partial cells is not flagged:
+   it comes from running part of a cell; if an answer needed what failed,
+   its tests say so.)
+3. For every exercise of the lesson (:func:`fedlab.checks.lesson_exercises`),
+   run *every* test (not only the quick ones the check cell runs), each as its
+   own execution under a per-test timeout. A test that runs too long is
+   interrupted (status ``timeout``); a kernel that dies or ignores the
+   interrupt is restarted and the cells of step 2 are run again (a cell that
+   hung or killed the kernel is then reduced to its definitions). A
+   per-submission budget bounds the whole thing; what it leaves unrun is
+   ``budget_exceeded``. A cell that raises or hangs is recorded in the
+   message and ``flags`` of the rows it concerns, and grading goes on.
+4. Compare the check cells with the lesson's reference notebook; an edited or
+   deleted check cell never changes the points but flags the exercise's row
+   ``checks_tampered``.
+
+The gradebook has one row per (submission, exercise) with :data:`COLUMNS`;
+submission-level problems give one row with an empty ``exercise``, 0 points
+out of the lesson's total. Statuses: see :data:`STATUSES`.
+
+The grader runs learners' code with your permissions; it is a fair judge,
+not a sandbox. Grade an untrusted room in a throwaway account or container.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import queue
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fedlab import checks
+from fedlab import course as _course
+
+STATUSES: dict[str, str] = {
+    "ok": "every test passed",
+    "partial": "some tests passed",
+    "failed": "no test passed (wrong answers or errors in the answer)",
+    "not_attempted": "the answer still raises the stub's NotImplementedError",
+    "missing_answer": "no object of the answer's name was defined (renamed, deleted, or its cell failed)",
+    "timeout": "no test passed and at least one ran past the per-test timeout",
+    "budget_exceeded": "the per-submission time budget ran out before these tests",
+    "error": "the grader could not run the tests (kernel died or could not start)",
+    "unreadable": "the file is not a readable notebook (missing, bad JSON, not nbformat)",
+    "wrong_lesson": "the notebook belongs to another lesson than --lesson",
+    "unknown_lesson": "the notebook names no lesson and none could be inferred from its check cells",
+}
+"""Every status a gradebook row can have, with what it means."""
+
+FLAGS: dict[str, str] = {
+    "checks_tampered": "the exercise's check cell was edited or deleted (points are unaffected)",
+    "cell_error": "a setup or exercise cell raised an exception at top level (or made the kernel die)",
+    "cell_timeout": "a cell ran past the per-cell timeout and was stopped",
+    "kernel_restarted": "the kernel died or ignored an interrupt and was restarted",
+    "timeout": "some tests timed out (row status partial)",
+    "budget_exceeded": "some tests were not run for lack of budget (row status partial)",
+}
+
+COLUMNS = (
+    "submission",
+    "lesson",
+    "exercise",
+    "title",
+    "points",
+    "max_points",
+    "status",
+    "tests_passed",
+    "tests_total",
+    "flags",
+    "message",
+    "sha256",
+)
+"""The gradebook's columns (CSV header; JSON rows have these keys plus ``tests``)."""
+
+TIMEOUT_PER_TEST = 30.0
+TIMEOUT_PER_CELL = 120.0
+BUDGET_PER_SUBMISSION = 600.0
+STARTUP_TIMEOUT = 90.0
+INTERRUPT_GRACE = 5.0
+STALL = 1.0  # seconds a wake-up may be late before it counts as the machine stalling
+MESSAGE_LIMIT = 300
+MAX_RESTARTS = 4
+KERNEL_ENV = {
+    "PYTHONHASHSEED": "0",
+    "MPLBACKEND": "Agg",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+}
+"""Set in every grading kernel: deterministic hashing, headless plots, one thread per kernel."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Time limits of a grading run, in seconds."""
+
+    timeout_per_test: float = TIMEOUT_PER_TEST
+    timeout_per_cell: float = TIMEOUT_PER_CELL
+    budget_per_submission: float = BUDGET_PER_SUBMISSION
+
+    def __post_init__(self):
+        from fedlab import validate
+
+        for name in ("timeout_per_test", "timeout_per_cell", "budget_per_submission"):
+            validate.positive_float(name, getattr(self, name))
+
+
+# ---- in the kernel -----------------------------------------------------------------------------
+
+_SNAPSHOT: dict = {}
+
+
+class _Result:
+    """What a grading execution returns; displayed as one line of JSON (the cell's execute_result)."""
+
+    def __init__(self, **payload):
+        self.text = json.dumps(payload)
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(self.text)
+
+
+def _fingerprint(lesson: str) -> tuple:
+    return (
+        checks.run_test,
+        checks.get,
+        checks.lesson_exercises,
+        tuple(
+            (ex.id, ex.answer, tuple((t.name, t.run, t.points) for t in ex.tests))
+            for ex in checks.lesson_exercises(lesson)
+        ),
+    )
+
+
+def _kernel_snapshot(lesson: str) -> _Result:
+    """Run in the fresh kernel before any learner code: remember the grading code, to notice it being patched."""
+    _SNAPSHOT[lesson] = _fingerprint(lesson)
+    return _Result(status="ready")
+
+
+def _kernel_run_test(exercise_id: str, test_name: str, answer_name: str, namespace: dict) -> _Result:
+    """Run one test of an exercise on the learner's answer, looked up by name in ``namespace`` (the kernel's globals).
+
+    Returns a :class:`_Result` whose text is JSON ``{"status": ..., "message": ...}`` with status
+    ``passed``, ``failed``, ``not_implemented``, ``missing_answer``, ``tampered`` or ``error``.
+    """
+    ex = checks.get(exercise_id)
+    if ex.lesson in _SNAPSHOT and _fingerprint(ex.lesson) != _SNAPSHOT[ex.lesson]:
+        return _Result(
+            status="tampered", message="the grading code (fedlab.checks or its tests) was changed in the kernel"
+        )
+    test = next(t for t in ex.tests if t.name == test_name)
+    if answer_name not in namespace:
+        return _Result(
+            status="missing_answer",
+            message=f"Exercise {ex.id} ({ex.title}): no `{answer_name}` is defined; "
+            "keep the name the exercise cell uses",
+        )
+    stub_raised = []
+
+    def run(answer):
+        try:
+            test.run(answer)
+        except NotImplementedError:
+            stub_raised.append(True)
+            raise
+
+    try:
+        passed, message = checks.run_test(ex, dataclasses.replace(test, run=run), namespace[answer_name])
+    except SystemExit:
+        passed, message = False, f"Exercise {ex.id} ({ex.title}): `{answer_name}` called exit()"
+    status = "passed" if passed else ("not_implemented" if stub_raised else "failed")
+    return _Result(status=status, message=message)
+
+
+# ---- reading a submission ----------------------------------------------------------------------
+
+
+class Unreadable(ValueError):
+    """A submission is not a readable notebook."""
+
+
+def parse_notebook(data: bytes):
+    """Parse a submission's bytes into an nbformat v4 notebook, or raise :class:`Unreadable` saying why."""
+    import logging
+
+    import nbformat
+
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise Unreadable(f"not UTF-8 text ({err})") from None
+    if not text.strip():
+        raise Unreadable("the file is empty")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise Unreadable(f"not valid JSON: {err}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
+        raise Unreadable("valid JSON but not a Jupyter notebook (no list of cells)")
+    logger = logging.getLogger("NotebookApp")
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL)  # nbformat logs (not raises) schema problems; we check what we use
+    try:
+        nb = nbformat.reads(text, as_version=4)
+    except Exception as err:  # noqa: BLE001 - any failure to parse is "unreadable"
+        raise Unreadable(f"not a readable notebook ({type(err).__name__}: {err})") from None
+    finally:
+        logger.setLevel(previous)
+    for i, cell in enumerate(nb.get("cells", [])):
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
+            raise Unreadable(f"cell {i} is not a notebook cell")
+        if not isinstance(cell.get("source", ""), str | list):
+            raise Unreadable(f"cell {i} has no text source")
+    return nb
+
+
+def lessons_in_cells(nb) -> set[str]:
+    """Lesson ids named by a notebook's exercise/check cells (metadata or check calls)."""
+    found = set()
+    for cell in nb.get("cells", []):
+        ids = _course.cell_exercises(cell) + [x for x in [_course.cell_check(cell)] if x]
+        parsed = _course.parse_check(_course.cell_source(cell)) if cell.get("cell_type") == "code" else None
+        if parsed:
+            ids.append(parsed[0])
+        found.update(i.split(".")[0] for i in ids if _course.ID_RE.match(i))
+    return found
+
+
+def reference_checks(lesson: str, reference: str | os.PathLike | None = None) -> tuple[dict[str, str], str]:
+    """The check cells a submission of ``lesson`` should have: ``({exercise_id: source}, where_from)``.
+
+    From ``reference`` if given (a source or student notebook of that lesson),
+    else from ``notebooks/NN_*.ipynb``, else the convention
+    ``check("NN.k", answer)`` for each registered exercise.
+    """
+    candidates = [Path(reference)] if reference else sorted(_course.NOTEBOOKS_DIR.glob(f"{lesson}_*.ipynb"))
+    for path in candidates:
+        nb = _course.read_notebook(path)
+        ref_lesson = _course.notebook_lesson(nb)
+        if ref_lesson != lesson:
+            if reference:
+                raise ValueError(
+                    f"reference={str(reference)!r}: is a notebook of lesson {ref_lesson!r}, not {lesson!r}"
+                )
+            continue
+        found = {}
+        for cell in nb.cells:
+            ex_id = _course.cell_check(cell) or (_course.parse_check(_course.cell_source(cell)) or (None,))[0]
+            if cell.cell_type == "code" and ex_id:
+                found[ex_id] = _course.cell_source(cell).strip()
+        return found, str(path)
+    return {ex.id: f'check("{ex.id}", {ex.answer})' for ex in checks.lesson_exercises(lesson)}, "the convention"
+
+
+def tampered_checks(nb, expected: dict[str, str]) -> dict[str, str]:
+    """``{exercise_id: "edited" | "deleted"}`` for check cells that differ from ``expected``."""
+    found: dict[str, list[str]] = {}
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        src = _course.cell_source(cell).strip()
+        ex_id = _course.cell_check(cell) or (_course.parse_check(src) or (None,))[0]
+        if ex_id:
+            found.setdefault(ex_id, []).append(src)
+    out = {}
+    for ex_id, want in expected.items():
+        if ex_id not in found:
+            out[ex_id] = "deleted"
+        elif want not in found[ex_id] or len(found[ex_id]) > 1:
+            out[ex_id] = "edited"
+    return out
+
+
+# ---- which code runs ---------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """One piece of code the grader runs before the tests: a whole cell, or a cell's definitions."""
+
+    cell: int
+    kind: str  # "setup" | "exercise" | "definitions"
+    code: str
+    exercises: tuple = ()
+    definitions: str = ""  # the cell's imports/defs only: what runs again after a restart if the cell hung
+
+
+_KEPT_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def _is_constant(node) -> bool:
+    """A top-level ``NAME = <literal>`` (``LRS = (0.05, 0.1)``): cheap, and often a default of a def."""
+    if isinstance(node, ast.Assign):
+        targets, value = node.targets, node.value
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        targets, value = [node.target], node.value
+    else:
+        return False
+    names = all(
+        isinstance(t, ast.Name) or (isinstance(t, ast.Tuple) and all(isinstance(e, ast.Name) for e in t.elts))
+        for t in targets
+    )
+    try:
+        ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return names
+
+
+def definitions_only(source: str) -> str:
+    """The top-level ``import``/``from`` statements, ``def``/``class`` definitions and literal constants of a cell.
+
+    Returns '' if there are none. Literal constants are assignments like
+    ``LRS = (0.05, 0.1)`` (nothing but literals on the right), kept because
+    definitions often use them as defaults. IPython syntax (``%magic``,
+    ``!cmd``) is translated first; a cell that does not parse contributes nothing.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        try:
+            from IPython.core.inputtransformer2 import TransformerManager
+
+            tree = ast.parse(TransformerManager().transform_cell(source))
+        except Exception:  # noqa: BLE001 - a cell that does not parse contributes nothing
+            return ""
+    kept = [node for node in tree.body if isinstance(node, _KEPT_NODES) or _is_constant(node)]
+    return ast.unparse(ast.Module(body=kept, type_ignores=[])) if kept else ""
+
+
+def plan(nb) -> list[Step]:
+    """The code the grader runs for a submission, in notebook order (see the module docstring)."""
+    steps = []
+    for i, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        tags, src = _course.cell_tags(cell), _course.cell_source(cell)
+        if "check" in tags or _course.parse_check(src):
+            continue
+        defs = definitions_only(src)
+        if "setup" in tags or "exercise" in tags:
+            kind = "exercise" if "exercise" in tags else "setup"
+            steps.append(Step(i, kind, src, tuple(_course.cell_exercises(cell)), defs))
+        elif defs:
+            steps.append(Step(i, "definitions", defs, (), defs))
+    return steps
+
+
+# ---- the kernel --------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one execution did: ``state`` is ok, error, timeout (kernel usable), stuck (restarted) or died."""
+
+    state: str
+    ename: str = ""
+    evalue: str = ""
+    result: str | None = None
+    seconds: float = 0.0
+
+
+def kernel_manager(*, asynchronous: bool = False):
+    """A kernel manager for an ipykernel of *this* Python, whatever ``python3`` means in other kernelspecs.
+
+    ``asynchronous=True`` gives an ``AsyncKernelManager`` (what nbclient wants).
+    """
+    from jupyter_client import AsyncKernelManager, KernelManager
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--HistoryManager.enabled=False"]
+
+    class ThisPython(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name):
+            return KernelSpec(argv=argv, display_name="Python 3 (fedlab)", language="python", env={})
+
+    cls = AsyncKernelManager if asynchronous else KernelManager
+    return cls(kernel_name="python3", kernel_spec_manager=ThisPython())
+
+
+class Kernel:
+    """A fresh ``python3`` kernel of this environment in a temporary folder, with timed executions."""
+
+    def __init__(self, *, startup_timeout: float = STARTUP_TIMEOUT):
+        self.startup_timeout = startup_timeout
+        self.cwd = tempfile.mkdtemp(prefix="fedlab-grade-")
+        self.km = None
+        self.kc = None
+        self.restarts = 0
+
+    def start(self, *, attempts: int = 3) -> None:
+        """Start the kernel; a failed start (e.g. a port taken meanwhile) is retried on fresh ports."""
+        env = dict(os.environ)
+        env.update(KERNEL_ENV)
+        env["PYTHONPATH"] = os.pathsep.join([str(_course.ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+        problem = None
+        for _ in range(attempts):
+            self.km = kernel_manager()
+            try:
+                self.km.start_kernel(cwd=self.cwd, env=env)
+                self._connect()
+                return
+            except Exception as err:  # noqa: BLE001 - retried, then reported
+                problem = err
+                self._stop()
+        raise RuntimeError(f"could not start a kernel ({attempts} tries): {type(problem).__name__}: {problem}")
+
+    def _stop(self) -> None:
+        try:
+            if self.kc is not None:
+                self.kc.stop_channels()
+            if self.km is not None and self.km.has_kernel:
+                self.km.shutdown_kernel(now=True)
+        except Exception:  # noqa: BLE001 - best effort on a kernel that is already in trouble
+            pass
+        self.kc = None
+
+    def _connect(self) -> None:
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        try:
+            self.kc.wait_for_ready(timeout=self.startup_timeout)
+        except RuntimeError as err:
+            raise RuntimeError(f"the kernel did not start within {self.startup_timeout:g} s: {err}") from None
+
+    def restart(self) -> None:
+        self.restarts += 1
+        try:
+            if self.kc is not None:
+                self.kc.stop_channels()
+            self.km.restart_kernel(now=True)
+            self._connect()
+        except Exception:  # noqa: BLE001 - fall back to a new kernel on new ports
+            self._stop()
+            self.start()
+
+    def shutdown(self) -> None:
+        try:
+            self._stop()
+        finally:
+            shutil.rmtree(self.cwd, ignore_errors=True)
+
+    def run(self, code: str, timeout: float) -> Outcome:
+        """Execute ``code``; on timeout interrupt it (restart if that fails); restart if the kernel dies."""
+        start = time.monotonic()
+        msg_id = self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
+        outcome = self._collect(msg_id, start + timeout)
+        if outcome is None:  # timed out: interrupt, give it a moment to come back
+            self.km.interrupt_kernel()
+            if self._collect(msg_id, time.monotonic() + INTERRUPT_GRACE) is None or not self.km.is_alive():
+                self.restart()
+                outcome = Outcome("stuck")
+            else:
+                outcome = Outcome("timeout")
+        elif outcome.state == "died":
+            self.restart()
+        outcome.seconds = time.monotonic() - start
+        return outcome
+
+    def _collect(self, msg_id: str, deadline: float) -> Outcome | None:
+        """Wait for the execution's end (IOPub idle *and* its shell reply); ``None`` at the deadline.
+
+        Waiting for the shell reply before the next request is not a
+        formality: ipykernel 7.2 can miss a request that arrives while it is
+        still sending the previous reply, and then never runs it
+        (ipython/ipykernel#1554). Time during which this process itself could
+        not run (the machine froze or was starved: a wake-up far later than
+        asked for) moves the deadline, so a stall of the whole machine is not
+        a learner's timeout.
+        """
+        result, error, idle = None, None, False
+        while True:
+            before = time.monotonic()
+            left = deadline - before
+            if left <= 0:
+                return None
+            wait = min(left, 0.25)
+            try:
+                msg = self.kc.get_shell_msg(timeout=wait) if idle else self.kc.get_iopub_msg(timeout=wait)
+            except queue.Empty:
+                msg = None
+            overslept = time.monotonic() - before - wait
+            if overslept > STALL:
+                deadline += overslept
+            if msg is None:
+                if not self.km.is_alive():
+                    return Outcome("died")
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue  # output or a late reply of an earlier (interrupted) execution
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "execute_result":
+                result = content.get("data", {}).get("text/plain")
+            elif kind == "error":
+                error = (content.get("ename", ""), content.get("evalue", ""))
+            elif kind == "status" and content.get("execution_state") == "idle":
+                idle = True
+            elif kind == "execute_reply":
+                if error:
+                    return Outcome("error", ename=error[0], evalue=error[1], result=result)
+                return Outcome("ok", result=result)
+
+
+# ---- grading one submission --------------------------------------------------------------------
+
+
+@dataclass
+class TestResult:
+    """One test's outcome in the gradebook's JSON."""
+
+    name: str
+    status: str
+    points: float
+    max_points: float
+    message: str = ""
+
+
+@dataclass
+class _Notes:
+    """What happened outside the tests, per exercise id (``"*"``: every exercise)."""
+
+    messages: dict = field(default_factory=dict)
+    flags: dict = field(default_factory=dict)
+
+    def add(self, target: str, flag: str, message: str = "") -> None:
+        self.flags.setdefault(target, [])
+        if flag not in self.flags[target]:
+            self.flags[target].append(flag)
+        if message:
+            self.messages.setdefault(target, [])
+            if message not in self.messages[target]:
+                self.messages[target].append(message)
+
+    def for_exercise(self, ex_id: str) -> tuple[list[str], list[str]]:
+        flags = self.flags.get("*", []) + [f for f in self.flags.get(ex_id, []) if f not in self.flags.get("*", [])]
+        return flags, self.messages.get(ex_id, []) + self.messages.get("*", [])
+
+
+def _short(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _row(
+    name, lesson, sha, *, exercise=None, status, points=0.0, max_points=0.0, passed=0, total=0, flags=(), message=""
+):
+    return {
+        "submission": name,
+        "lesson": lesson or "",
+        "exercise": exercise.id if exercise else "",
+        "title": exercise.title if exercise else "",
+        "points": round(float(points), 4),
+        "max_points": round(float(max_points), 4),
+        "status": status,
+        "tests_passed": passed,
+        "tests_total": total,
+        "flags": ";".join(flags),
+        "message": _short(message),
+        "sha256": sha,
+        "tests": [],
+    }
+
+
+def _exercise_status(results: list[TestResult]) -> str:
+    states = [r.status for r in results]
+    if all(s == "passed" for s in states):
+        return "ok"
+    if "passed" in states:
+        return "partial"
+    if all(s == "not_implemented" for s in states):
+        return "not_attempted"
+    if all(s == "missing_answer" for s in states):
+        return "missing_answer"
+    for s in ("timeout", "budget_exceeded", "error"):
+        if s in states:
+            return s
+    return "failed"
+
+
+def _submission_lesson(nb, wanted: str | None) -> tuple[str | None, str | None, str]:
+    """``(lesson, problem_status, message)`` for a submission (problem_status None when gradable)."""
+    meta = _course.notebook_lesson(nb)
+    inferred = lessons_in_cells(nb)
+    if wanted is not None:
+        if meta is not None and meta != wanted:
+            return wanted, "wrong_lesson", f"this is a notebook of lesson {meta}, not of lesson {wanted}"
+        if meta is None and inferred and wanted not in inferred:
+            return (
+                wanted,
+                "wrong_lesson",
+                f"its check cells are of lesson(s) {sorted(inferred)}, not of lesson {wanted}",
+            )
+        return wanted, None, ""
+    if meta is not None:
+        return meta, None, ""
+    if len(inferred) == 1:
+        return inferred.pop(), None, ""
+    why = (
+        f"check cells name several lessons {sorted(inferred)}" if inferred else "no lesson metadata and no check cells"
+    )
+    return None, "unknown_lesson", f"cannot tell which lesson this is ({why}); pass --lesson"
+
+
+def grade_submission(
+    path: str | os.PathLike,
+    *,
+    name: str | None = None,
+    lesson: str | None = None,
+    reference: str | os.PathLike | None = None,
+    limits: Limits = Limits(),
+) -> list[dict]:
+    """Grade one submission; returns its gradebook rows (dicts with :data:`COLUMNS` and ``tests``).
+
+    Never raises for a bad submission, and never writes to it.
+    """
+    path = Path(path)
+    name = name or path.name
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        return [
+            _row(
+                name, lesson, "", status="unreadable", max_points=_lesson_points(lesson), message=f"cannot read: {err}"
+            )
+        ]
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        nb = parse_notebook(data)
+    except Unreadable as err:
+        return [_row(name, lesson, sha, status="unreadable", max_points=_lesson_points(lesson), message=str(err))]
+    lesson_id, problem, why = _submission_lesson(nb, lesson)
+    if lesson_id is not None and lesson_id not in checks.LESSON_MODULES:
+        problem, why = (
+            "unknown_lesson",
+            f"lesson {lesson_id!r} has no exercises (known: {sorted(checks.LESSON_MODULES)})",
+        )
+    if problem:
+        return [_row(name, lesson_id, sha, status=problem, max_points=_lesson_points(lesson_id), message=why)]
+    exercises = checks.lesson_exercises(lesson_id)
+    notes = _Notes()
+    try:
+        expected, _ = reference_checks(lesson_id, reference if _reference_lesson(reference) == lesson_id else None)
+    except (ValueError, _course.NotebookError) as err:
+        expected = {}
+        notes.add("*", "checks_unverified", f"check cells not compared: {err}")
+    for ex_id, how in tampered_checks(nb, expected).items():
+        notes.add(ex_id, "checks_tampered", f"check cell {how}")
+    try:
+        results = _run_in_kernel(nb, lesson_id, exercises, limits, notes)
+    except Exception as err:  # noqa: BLE001 - one submission's trouble must not stop the room
+        return [
+            _row(
+                name,
+                lesson_id,
+                sha,
+                status="error",
+                max_points=_lesson_points(lesson_id),
+                message=f"grader error: {type(err).__name__}: {err}",
+            )
+        ]
+    rows = []
+    for ex in exercises:
+        res = results[ex.id]
+        status = _exercise_status(res)
+        flags, messages = notes.for_exercise(ex.id)
+        for s in ("timeout", "budget_exceeded"):
+            if status == "partial" and any(r.status == s for r in res):
+                flags.append(s)
+        failure = next((r.message for r in res if r.status != "passed"), "")
+        row = _row(
+            name,
+            lesson_id,
+            sha,
+            exercise=ex,
+            status=status,
+            points=sum(r.points for r in res),
+            max_points=ex.points,
+            passed=sum(r.status == "passed" for r in res),
+            total=len(res),
+            flags=flags,
+            message="; ".join(messages + ([failure] if failure else [])),
+        )
+        row["tests"] = [dataclasses.asdict(r) for r in res]
+        rows.append(row)
+    return rows
+
+
+def _reference_lesson(reference) -> str | None:
+    if not reference:
+        return None
+    try:
+        return _course.notebook_lesson(_course.read_notebook(reference))
+    except _course.NotebookError:
+        return None
+
+
+def _lesson_points(lesson: str | None) -> float:
+    if lesson is None or lesson not in checks.LESSON_MODULES:
+        return 0.0
+    try:
+        return sum(ex.points for ex in checks.lesson_exercises(lesson))
+    except Exception:  # noqa: BLE001 - a broken exercise module still lets the row be written
+        return 0.0
+
+
+def _run_in_kernel(nb, lesson: str, exercises, limits: Limits, notes: _Notes) -> dict[str, list[TestResult]]:
+    steps = plan(nb)
+    kernel = Kernel()
+    results: dict[str, list[TestResult]] = {ex.id: [] for ex in exercises}
+    bad_cells: set[int] = set()
+    try:
+        kernel.start()
+        began = time.monotonic()
+        overhead = [0.0]  # loading the grading helpers is not the learner's time
+
+        def left() -> float:
+            return limits.budget_per_submission - (time.monotonic() - began - overhead[0])
+
+        def prelude() -> bool:
+            """Load the grading helpers, then run the steps; returns False when the budget ran out."""
+            restarts_before = kernel.restarts
+            helpers = kernel.run(
+                f"__import__('fedlab.grader', fromlist=['_'])._kernel_snapshot({lesson!r})", STARTUP_TIMEOUT
+            )
+            overhead[0] += helpers.seconds
+            if helpers.state != "ok" or not helpers.result:
+                why = f"{helpers.ename}: {helpers.evalue}" if helpers.state == "error" else helpers.state
+                raise RuntimeError(f"could not load fedlab's grading helpers in the kernel ({why})")
+            for step in steps:
+                code = step.definitions if step.cell in bad_cells else step.code
+                if not code.strip():
+                    continue
+                if left() <= 0:
+                    return False
+                limit = min(limits.timeout_per_cell, left())
+                out = kernel.run(code, limit)
+                target = step.exercises or ("*",)
+                where = f"cell {step.cell} ({step.kind})"
+                if out.state == "error" and step.kind != "definitions":
+                    for t in target:
+                        notes.add(t, "cell_error", f"{where} raised {out.ename}: {out.evalue}")
+                elif out.state in ("timeout", "stuck"):
+                    if limit < limits.timeout_per_cell:
+                        return False
+                    bad_cells.add(step.cell)
+                    for t in target:
+                        notes.add(t, "cell_timeout", f"{where} did not finish in {limit:g} s and was stopped")
+                elif out.state == "died":
+                    bad_cells.add(step.cell)
+                    for t in target:
+                        notes.add(t, "cell_error", f"{where} made the kernel die")
+                if kernel.restarts != restarts_before:
+                    for t in target:
+                        notes.add(t, "kernel_restarted")
+                    if kernel.restarts > MAX_RESTARTS:
+                        raise RuntimeError(f"the kernel was restarted {kernel.restarts} times; giving up")
+                    return prelude()
+            return True
+
+        ready = prelude()
+        for ex in exercises:
+            for test in ex.tests:
+                if not ready or left() <= 0:
+                    results[ex.id].append(_test_result(test, "budget_exceeded", "the submission's time budget ran out"))
+                    continue
+                limit = min(limits.timeout_per_test, left())
+                code = (
+                    "__import__('fedlab.grader', fromlist=['_'])._kernel_run_test("
+                    f"{ex.id!r}, {test.name!r}, {ex.answer!r}, globals())"
+                )
+                out = kernel.run(code, limit)
+                if out.state == "ok" and out.result:
+                    payload = json.loads(out.result)
+                    status = payload["status"]
+                    if status == "tampered":
+                        notes.add(ex.id, "checks_tampered")
+                        status = "error"
+                    results[ex.id].append(_test_result(test, status, payload.get("message", "")))
+                elif out.state in ("timeout", "stuck"):
+                    by_budget = limit < limits.timeout_per_test
+                    status = "budget_exceeded" if by_budget else "timeout"
+                    why = "the submission's time budget ran out" if by_budget else f"did not finish in {limit:g} s"
+                    results[ex.id].append(_test_result(test, status, f"Exercise {ex.id}, test {test.name}: {why}"))
+                elif out.state == "died":
+                    results[ex.id].append(
+                        _test_result(
+                            test, "error", f"Exercise {ex.id}, test {test.name}: the kernel died (exit or crash)"
+                        )
+                    )
+                else:
+                    why = f"{out.ename}: {out.evalue}" if out.state == "error" else "no result came back"
+                    results[ex.id].append(_test_result(test, "error", f"Exercise {ex.id}, test {test.name}: {why}"))
+                if out.state in ("stuck", "died"):
+                    notes.add(ex.id, "kernel_restarted")
+                    if kernel.restarts > MAX_RESTARTS:
+                        raise RuntimeError(f"the kernel was restarted {kernel.restarts} times; giving up")
+                    ready = prelude()
+    finally:
+        kernel.shutdown()
+    return results
+
+
+def _test_result(test, status: str, message: str) -> TestResult:
+    points = test.points if status == "passed" else 0.0
+    return TestResult(test.name, status, points, test.points, "" if status == "passed" else _short(message))
+
+
+# ---- a room ------------------------------------------------------------------------------------
+
+
+def default_workers() -> int:
+    """``min(2, CPU count)``: two kernels keep a 2-core laptop busy without thrashing."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def display_names(paths: Sequence[Path]) -> list[str]:
+    """File names, or paths relative to their common folder when two submissions share a file name."""
+    names = [p.name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    absolute = [str(p.resolve()) for p in paths]
+    common = os.path.commonpath(absolute) if len(absolute) > 1 else str(Path(absolute[0]).parent)
+    return [os.path.relpath(a, common) for a in absolute]
+
+
+def expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Submissions from arguments: files as given, folders expanded to their ``*.ipynb`` (checkpoints skipped)."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*.ipynb") if ".ipynb_checkpoints" not in q.parts))
+        else:
+            out.append(p)
+    return out
+
+
+def _grade_safe(path: str, name: str, lesson, reference, limits: Limits) -> list[dict]:
+    try:
+        return grade_submission(path, name=name, lesson=lesson, reference=reference, limits=limits)
+    except Exception as err:  # noqa: BLE001 - never lose a submission's row
+        return [_row(name, lesson, "", status="error", message=f"grader error: {type(err).__name__}: {err}")]
+
+
+def grade(
+    paths: Sequence[str | os.PathLike],
+    *,
+    lesson: str | None = None,
+    reference: str | os.PathLike | None = None,
+    workers: int | None = None,
+    limits: Limits = Limits(),
+    progress: Callable[[str], object] | None = None,
+) -> list[dict]:
+    """Grade submissions, ``workers`` at a time (each worker process runs its own kernels).
+
+    Returns the gradebook rows, in the order of ``paths`` then exercise id.
+    """
+    from fedlab import validate
+
+    workers = default_workers() if workers is None else validate.positive_int("workers", workers)
+    if lesson is not None and lesson not in checks.LESSON_MODULES:
+        raise ValueError(f"lesson={lesson!r}: no exercises are defined for it; known: {sorted(checks.LESSON_MODULES)}")
+    if reference is not None and not Path(reference).is_file():
+        raise ValueError(f"reference={str(reference)!r}: no such notebook")
+    paths = [Path(p) for p in paths]
+    names = display_names(paths) if paths else []
+    jobs = [(str(p), n, lesson, str(reference) if reference else None, limits) for p, n in zip(paths, names)]
+    done: dict[int, list[dict]] = {}
+    if workers == 1 or len(jobs) <= 1:
+        for i, job in enumerate(jobs):
+            done[i] = _grade_safe(*job)
+            _report(progress, done[i])
+    else:
+        _grade_parallel(jobs, workers, done, progress)
+    return [row for i in range(len(jobs)) for row in done[i]]
+
+
+def _grade_parallel(jobs, workers, done, progress) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending = list(range(len(jobs)))
+    for _attempt in range(2):
+        broken = []
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_grade_safe, *jobs[i]): i for i in pending}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    done[i] = fut.result()
+                except BrokenProcessPool:
+                    broken.append(i)
+                    continue
+                except Exception as err:  # noqa: BLE001 - never lose a submission's row
+                    done[i] = [_row(jobs[i][1], jobs[i][2], "", status="error", message=f"grader error: {err}")]
+                _report(progress, done[i])
+        pending = broken
+        if not pending:
+            return
+    for i in pending:
+        done[i] = [_row(jobs[i][1], jobs[i][2], "", status="error", message="grader error: the worker process died")]
+
+
+def _report(progress, rows) -> None:
+    if progress is not None and rows:
+        got = sum(r["points"] for r in rows)
+        total = sum(r["max_points"] for r in rows)
+        states = ", ".join(f"{r['exercise'] or '-'} {r['status']}" for r in rows)
+        progress(f"graded {rows[0]['submission']}: {got:g}/{total:g} ({states})")
+
+
+# ---- the gradebook -----------------------------------------------------------------------------
+
+
+def csv_text(rows: Sequence[dict]) -> str:
+    """The gradebook as CSV text with the :data:`COLUMNS` header."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def json_text(rows: Sequence[dict]) -> str:
+    """The gradebook as JSON: a list of rows, each with its per-test results under ``tests``."""
+    return json.dumps(list(rows), indent=1, sort_keys=False) + "\n"
+
+
+def summary(rows: Sequence[dict]) -> str:
+    """A table for the terminal: one line per submission, its points and each exercise's status."""
+    by_sub: dict[str, list[dict]] = {}
+    for r in rows:
+        by_sub.setdefault(r["submission"], []).append(r)
+    exercise_ids = sorted({r["exercise"] for r in rows if r["exercise"]}, key=lambda e: tuple(map(int, e.split("."))))
+    width = max([len("submission")] + [len(s) for s in by_sub])
+    cols = [max(len(e), 14) for e in exercise_ids]
+    header = f"{'submission':<{width}}  {'points':>11}  " + "  ".join(f"{e:<{w}}" for e, w in zip(exercise_ids, cols))
+    lines = [header.rstrip()]
+    for sub, sub_rows in by_sub.items():
+        got, total = sum(r["points"] for r in sub_rows), sum(r["max_points"] for r in sub_rows)
+        if len(sub_rows) == 1 and not sub_rows[0]["exercise"]:
+            cells = f"{sub_rows[0]['status']}: {sub_rows[0]['message'][:80]}"
+        else:
+            status = {r["exercise"]: r["status"] + ("*" if r["flags"] else "") for r in sub_rows}
+            cells = "  ".join(f"{status.get(e, ''):<{w}}" for e, w in zip(exercise_ids, cols))
+        lines.append(f"{sub:<{width}}  {f'{got:g}/{total:g}':>11}  {cells}".rstrip())
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    lines.append("statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + "   (* = see flags)")
+    return "\n".join(lines)
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``grade`` command's arguments."""
+    parser.add_argument("submissions", nargs="+", help="submitted .ipynb files (folders: every .ipynb inside)")
+    parser.add_argument("--lesson", help="the lesson being graded, e.g. 02 (default: each notebook's metadata)")
+    parser.add_argument("--reference", help="notebook whose check cells are the reference (default: notebooks/NN_*)")
+    parser.add_argument("--out", help="write the gradebook as CSV here (atomically)")
+    parser.add_argument("--json", dest="json_out", help="write the gradebook as JSON here, with per-test results")
+    parser.add_argument("--workers", type=int, default=None, help=f"kernels at once (default {default_workers()})")
+    parser.add_argument(
+        "--timeout-per-test", type=float, default=TIMEOUT_PER_TEST, help="seconds (default %(default)g)"
+    )
+    parser.add_argument(
+        "--timeout-per-cell", type=float, default=TIMEOUT_PER_CELL, help="seconds (default %(default)g)"
+    )
+    parser.add_argument(
+        "--budget-per-submission", type=float, default=BUDGET_PER_SUBMISSION, help="seconds (default %(default)g)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+
+
+def run_cli(args: argparse.Namespace, out: Callable[[str], object] = print) -> int:
+    """Run ``python -m fedlab grade``; returns the exit code (0 when every submission got its rows)."""
+    start = time.monotonic()
+    try:
+        limits = Limits(args.timeout_per_test, args.timeout_per_cell, args.budget_per_submission)
+        paths = expand(args.submissions)
+        if not paths:
+            raise ValueError(f"submissions={args.submissions!r}: no .ipynb files found there")
+        rows = grade(
+            paths,
+            lesson=args.lesson,
+            reference=args.reference,
+            workers=args.workers,
+            limits=limits,
+            progress=None if args.quiet else out,
+        )
+    except ValueError as err:
+        out(f"error: {err}")
+        return 2
+    if args.out:
+        _course.write_atomic(args.out, csv_text(rows).encode("utf-8"))
+    if args.json_out:
+        _course.write_atomic(args.json_out, json_text(rows).encode("utf-8"))
+    out(summary(rows))
+    seconds = time.monotonic() - start
+    out(
+        f"graded {len(paths)} submission(s) in {seconds:.1f} s ({seconds / len(paths):.1f} s each, "
+        f"{args.workers or default_workers()} worker(s))"
+        + (f"; wrote {args.out}" if args.out else "")
+        + (f"; wrote {args.json_out}" if args.json_out else "")
+    )
+    return 0

@@ -1,0 +1,413 @@
+"""The grader on the demo lesson 99: explicit statuses for every kind of submission, nothing lost or changed.
+
+One room of prepared submissions (made from tests/fixtures/99_demo.ipynb with
+small edits) is graded once through the command line with two workers; the
+tests then read its gradebook. Timeouts are small (4 s per test, 8 s per cell).
+"""
+
+import csv
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fedlab import checks, course, grader
+
+FIXTURE = Path(__file__).parent / "fixtures" / "99_demo.ipynb"
+PER_TEST, PER_CELL = 4.0, 8.0
+POINTS = {ex.id: ex.points for ex in checks.lesson_exercises("99")}
+
+
+def source():
+    return course.read_notebook(FIXTURE)
+
+
+def solved(ids="all"):
+    return course.student_notebook(source(), solved=ids)
+
+
+def exercise_cell(nb, ex_id):
+    return next(c for c in nb.cells if ex_id in course.cell_exercises(c))
+
+
+def check_cell_index(nb, ex_id):
+    return next(i for i, c in enumerate(nb.cells) if course.cell_check(c) == ex_id)
+
+
+def replace_in(nb, ex_id, old, new):
+    cell = exercise_cell(nb, ex_id)
+    assert old in cell.source, (old, cell.source)
+    cell.source = cell.source.replace(old, new)
+    return nb
+
+
+def as_bytes(nb):
+    return course.notebook_bytes(nb)
+
+
+def make_room():
+    """{file name: bytes} of the prepared submissions."""
+    room = {"correct.ipynb": as_bytes(solved()), "blank.ipynb": course.student_bytes(FIXTURE)}
+
+    # partially right: a plain mean (passes equal weights and scale-free, fails the rest); 99.2 right; 99.3 blank
+    nb = solved(["99.1", "99.2"])
+    room["partial.ipynb"] = as_bytes(
+        replace_in(
+            nb, "99.1", "return float(np.sum(values * weights) / np.sum(weights))", "return float(np.mean(values))"
+        )
+    )
+    room["partial_again.ipynb"] = room["partial.ipynb"]  # same bytes, other name: same grades (determinism)
+
+    # an infinite loop at the top level of an exercise cell, after the definitions
+    nb = solved()
+    exercise_cell(nb, "99.2").source += "\n\nwhile True:\n    pass\n"
+    room["loop_in_cell.ipynb"] = as_bytes(nb)
+
+    # an infinite loop inside an answer: every test of 99.3 times out
+    room["loop_in_answer.ipynb"] = as_bytes(
+        replace_in(solved(), "99.3", "    return int(sum(", "    while True:\n        pass\n    return int(sum(")
+    )
+
+    # exceptions at top level: before 99.1's def (so it is never defined), after 99.2/99.3's defs
+    nb = solved()
+    replace_in(nb, "99.1", "def weighted_mean", "values = undefined_variable\n\n\ndef weighted_mean")
+    exercise_cell(nb, "99.2").source += '\n\nraise RuntimeError("oops after the definitions")\n'
+    room["exception.ipynb"] = as_bytes(nb)
+
+    # the kernel dies in one test of 99.2 (os._exit), and an interrupt-proof loop in one test of 99.3
+    nb = solved()
+    replace_in(
+        nb,
+        "99.2",
+        "    v = np.asarray(v, dtype=float)\n",
+        "    v = np.asarray(v, dtype=float)\n"
+        "    if v.size == 3 and not v.any():\n        import os\n        os._exit(3)\n",
+    )
+    replace_in(
+        nb,
+        "99.3",
+        "    return int(sum(",
+        "    if () in list(shapes):\n        import time\n"
+        "        while True:\n            try:\n                time.sleep(0.1)\n"
+        "            except KeyboardInterrupt:\n                pass\n    return int(sum(",
+    )
+    room["kernel_trouble.ipynb"] = as_bytes(nb)
+
+    # an experiment cell the learner added: its def is used by the answer, its top-level loop must not run
+    nb = solved(["99.1", "99.3"])
+    replace_in(
+        nb,
+        "99.2",
+        '    raise NotImplementedError("Exercise 99.2: write your code here, then run the check cell below")',
+        "    return scale_to(np.asarray(v, dtype=float), max_norm)",
+    )
+    from nbformat import v4
+
+    nb.cells.insert(
+        2,
+        v4.new_code_cell(
+            "import numpy as np\n\n\ndef scale_to(v, c):\n    n = np.linalg.norm(v)\n    return v if n <= c else v * (c / n)\n\n\n"
+            "while True:  # a long experiment\n    pass\n"
+        ),
+    )
+    nb.cells[2]["id"] = "learner-added"
+    room["experiment.ipynb"] = as_bytes(nb)
+
+    # tampered checks: 99.1's check cell edited, 99.3's deleted
+    nb = solved()
+    nb.cells[check_cell_index(nb, "99.1")].source = 'check("99.1", lambda values, weights: 2.0)'
+    del nb.cells[check_cell_index(nb, "99.3")]
+    room["tampered.ipynb"] = as_bytes(nb)
+
+    # no lesson metadata: inferred from the check cells
+    nb = solved()
+    del nb.metadata["fedlab"]
+    room["no_metadata.ipynb"] = as_bytes(nb)
+
+    # submission-level problems
+    nb = solved()
+    nb.metadata["fedlab"]["lesson"] = "01"
+    room["wrong_lesson.ipynb"] = as_bytes(nb)
+    good = as_bytes(solved())
+    room["bad_json.ipynb"] = good[: len(good) // 2]
+    room["not_a_notebook.ipynb"] = b'{"hello": "world"}\n'
+    room["empty.ipynb"] = b""
+    return room
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("room")
+    for name, data in make_room().items():
+        (folder / name).write_bytes(data)
+    before = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    out = tmp_path_factory.mktemp("grades")
+    cmd = [
+        sys.executable,
+        "-m",
+        "fedlab",
+        "grade",
+        *sorted(str(p) for p in folder.iterdir()),
+        str(folder / "missing.ipynb"),
+        "--lesson",
+        "99",
+        "--reference",
+        str(FIXTURE),
+        "--workers",
+        "2",
+        "--timeout-per-test",
+        str(PER_TEST),
+        "--timeout-per-cell",
+        str(PER_CELL),
+        "--out",
+        str(out / "grades.csv"),
+        "--json",
+        str(out / "grades.json"),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    after = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    rows = json.loads((out / "grades.json").read_text())
+    with open(out / "grades.csv", newline="") as fh:
+        csv_rows = list(csv.DictReader(fh))
+    return {"res": res, "rows": rows, "csv": csv_rows, "before": before, "after": after, "folder": folder}
+
+
+def rows_of(room, name):
+    return {r["exercise"]: r for r in room["rows"] if r["submission"] == name}
+
+
+def test_cli_succeeds_and_prints_a_summary(room):
+    res = room["res"]
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "statuses:" in res.stdout and "graded 16 submission(s)" in res.stdout
+
+
+def test_submissions_are_never_modified_moved_or_added_to(room):
+    assert room["before"] == room["after"]
+
+
+def test_every_submission_gets_rows_csv_and_json_agree(room):
+    gradable = {
+        "correct",
+        "blank",
+        "partial",
+        "partial_again",
+        "loop_in_cell",
+        "loop_in_answer",
+        "exception",
+        "kernel_trouble",
+        "experiment",
+        "tampered",
+        "no_metadata",
+    }
+    problems = {"wrong_lesson", "bad_json", "not_a_notebook", "empty", "missing"}
+    names = [r["submission"] for r in room["rows"]]
+    for stem in gradable:
+        rows = [r for r in room["rows"] if r["submission"] == f"{stem}.ipynb"]
+        assert [r["exercise"] for r in rows] == ["99.1", "99.2", "99.3"], rows
+    for stem in problems:
+        assert names.count(f"{stem}.ipynb") == 1
+    assert len(room["rows"]) == 3 * len(gradable) + len(problems)
+    assert list(room["csv"][0]) == list(grader.COLUMNS)
+    assert [(r["submission"], r["exercise"], r["status"]) for r in room["csv"]] == [
+        (r["submission"], r["exercise"], r["status"]) for r in room["rows"]
+    ]
+
+
+def test_correct_gets_full_points(room):
+    rows = rows_of(room, "correct.ipynb")
+    assert {e: r["status"] for e, r in rows.items()} == {"99.1": "ok", "99.2": "ok", "99.3": "ok"}, rows
+    assert all(r["points"] == r["max_points"] == POINTS[e] and r["flags"] == "" for e, r in rows.items()), rows
+    assert rows["99.1"]["tests_passed"] == rows["99.1"]["tests_total"] == 4
+
+
+def test_blank_is_not_attempted(room):
+    rows = rows_of(room, "blank.ipynb")
+    assert all(r["status"] == "not_attempted" and r["points"] == 0 for r in rows.values()), rows
+    assert "NotImplementedError" in rows["99.1"]["message"]
+
+
+def test_partial_runs_all_tests_including_those_the_check_cell_skips(room):
+    rows = rows_of(room, "partial.ipynb")
+    assert rows["99.1"]["status"] == "partial"
+    tests = {t["name"]: t["status"] for t in rows["99.1"]["tests"]}
+    assert tests == {
+        "equal_weights": "passed",
+        "unequal_weights": "failed",
+        "numpy_inputs": "failed",
+        "scale_free": "passed",
+    }
+    assert rows["99.1"]["points"] == 2.0 and "expected 2.5" in rows["99.1"]["message"]
+    assert rows["99.2"]["status"] == "ok" and rows["99.3"]["status"] == "not_attempted"
+
+
+def test_grades_are_deterministic(room):
+    def strip(rows):
+        return {e: {k: v for k, v in r.items() if k != "submission"} for e, r in rows.items()}
+
+    assert strip(rows_of(room, "partial.ipynb")) == strip(rows_of(room, "partial_again.ipynb"))
+
+
+def test_infinite_loop_in_a_cell_is_stopped_and_the_answers_still_graded(room):
+    rows = rows_of(room, "loop_in_cell.ipynb")
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert "cell_timeout" in rows["99.2"]["flags"] and "cell_timeout" in rows["99.3"]["flags"]
+    assert rows["99.1"]["flags"] == ""
+    assert "did not finish" in rows["99.2"]["message"]
+
+
+def test_infinite_loop_in_an_answer_times_out_each_test(room):
+    rows = rows_of(room, "loop_in_answer.ipynb")
+    assert rows["99.3"]["status"] == "timeout" and rows["99.3"]["points"] == 0
+    assert [t["status"] for t in rows["99.3"]["tests"]] == ["timeout", "timeout"]
+    assert rows["99.1"]["status"] == rows["99.2"]["status"] == "ok"
+
+
+def test_top_level_exceptions_are_reported_and_grading_goes_on(room):
+    rows = rows_of(room, "exception.ipynb")
+    assert rows["99.1"]["status"] == "missing_answer"
+    assert "NameError" in rows["99.1"]["message"] and "cell_error" in rows["99.1"]["flags"]
+    assert rows["99.2"]["status"] == "ok" and "RuntimeError: oops" in rows["99.2"]["message"]
+    assert "cell_error" in rows["99.3"]["flags"]
+
+
+def test_dead_and_stubborn_kernels_are_restarted(room):
+    rows = rows_of(room, "kernel_trouble.ipynb")
+    assert rows["99.1"]["status"] == "ok" and rows["99.1"]["flags"] == ""
+    t2 = {t["name"]: t["status"] for t in rows["99.2"]["tests"]}
+    assert t2 == {"short_unchanged": "passed", "long_scaled": "passed", "zero_vector": "error", "random": "passed"}
+    assert rows["99.2"]["status"] == "partial" and "kernel_restarted" in rows["99.2"]["flags"]
+    t3 = {t["name"]: t["status"] for t in rows["99.3"]["tests"]}
+    assert t3 == {"mlp": "passed", "scalar_and_empty": "timeout"}
+    assert "timeout" in rows["99.3"]["flags"].split(";")
+
+
+def test_experiments_are_not_rerun_but_their_definitions_are(room):
+    rows = rows_of(room, "experiment.ipynb")
+    assert all(r["status"] == "ok" and r["flags"] == "" for r in rows.values()), rows
+
+
+def test_tampered_check_cells_are_flagged_never_silent(room):
+    rows = rows_of(room, "tampered.ipynb")
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert "checks_tampered" in rows["99.1"]["flags"] and "edited" in rows["99.1"]["message"]
+    assert "checks_tampered" in rows["99.3"]["flags"] and "deleted" in rows["99.3"]["message"]
+    assert rows["99.2"]["flags"] == ""
+
+
+def test_lesson_inferred_from_check_cells_when_metadata_is_missing(room):
+    rows = rows_of(room, "no_metadata.ipynb")
+    assert all(r["status"] == "ok" for r in rows.values())
+
+
+@pytest.mark.parametrize(
+    "name, status, words",
+    [
+        ("wrong_lesson.ipynb", "wrong_lesson", "lesson 01"),
+        ("bad_json.ipynb", "unreadable", "not valid JSON"),
+        ("not_a_notebook.ipynb", "unreadable", "not a Jupyter notebook"),
+        ("empty.ipynb", "unreadable", "empty"),
+        ("missing.ipynb", "unreadable", "cannot read"),
+    ],
+)
+def test_submission_level_problems_get_one_explicit_row(room, name, status, words):
+    (row,) = [r for r in room["rows"] if r["submission"] == name]
+    assert row["status"] == status and words in row["message"]
+    assert row["exercise"] == "" and row["points"] == 0 and row["max_points"] == sum(POINTS.values())
+
+
+def test_budget_exceeded_for_what_the_budget_leaves_unrun(tmp_path):
+    path = tmp_path / "loop_in_answer.ipynb"
+    path.write_bytes(make_room()["loop_in_answer.ipynb"])
+    limits = grader.Limits(timeout_per_test=60, timeout_per_cell=10, budget_per_submission=8)
+    rows = {r["exercise"]: r for r in grader.grade([path], lesson="99", reference=FIXTURE, workers=1, limits=limits)}
+    assert rows["99.1"]["status"] == rows["99.2"]["status"] == "ok"
+    assert rows["99.3"]["status"] == "budget_exceeded"
+    assert [t["status"] for t in rows["99.3"]["tests"]] == ["budget_exceeded", "budget_exceeded"]
+
+
+# ---- no kernel -------------------------------------------------------------------------------
+
+
+def test_plan_keeps_setup_exercise_cells_and_only_definitions_elsewhere():
+    nb = solved()
+    steps = grader.plan(nb)
+    kinds = [s.kind for s in steps]
+    assert kinds == ["setup", "exercise", "exercise", "definitions"]
+    experiment = steps[-1].code
+    assert "def describe" in experiment and "import math" in experiment and "print(" not in experiment
+
+
+def test_definitions_only_handles_magics_and_broken_cells():
+    assert (
+        grader.definitions_only("%matplotlib inline\nimport os\nx = f(1)\nLRS = (0.1, -2)\n")
+        == "import os\nLRS = (0.1, -2)"
+    )
+    assert grader.definitions_only("def f(:\n") == ""
+    src = "@staticmethod\ndef f():\n    return 1\nf()\nclass A:\n    pass\n"
+    assert grader.definitions_only(src) == "@staticmethod\ndef f():\n    return 1\n\nclass A:\n    pass"
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [(b"\xff\xfe", "UTF-8"), (b"[1, 2]", "not a Jupyter notebook"), (b"{", "not valid JSON"), (b"  ", "empty")],
+)
+def test_parse_notebook_says_why_it_is_unreadable(data, words):
+    with pytest.raises(grader.Unreadable, match=words):
+        grader.parse_notebook(data)
+
+
+def test_reference_checks_from_a_notebook_or_the_convention():
+    ref, where = grader.reference_checks("99", FIXTURE)
+    assert ref == {
+        "99.1": 'check("99.1", weighted_mean)',
+        "99.2": 'check("99.2", clip_norm)',
+        "99.3": 'check("99.3", count_parameters)',
+    }
+    assert where == str(FIXTURE)
+    conv, _ = grader.reference_checks("99")
+    assert conv == ref
+
+
+def test_display_names_disambiguate_equal_file_names(tmp_path):
+    a, b = tmp_path / "alice" / "02.ipynb", tmp_path / "bob" / "02.ipynb"
+    assert grader.display_names([a, b]) == ["alice/02.ipynb", "bob/02.ipynb"]
+    assert grader.display_names([a, tmp_path / "x.ipynb"]) == ["02.ipynb", "x.ipynb"]
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="timeout_per_test=0"):
+        grader.Limits(timeout_per_test=0)
+    with pytest.raises(ValueError, match="lesson='77'"):
+        grader.grade([], lesson="77")
+    with pytest.raises(ValueError, match="workers=0"):
+        grader.grade([], workers=0)
+
+
+def test_exercise_status_rules():
+    def r(*states):
+        return grader._exercise_status([grader.TestResult("t", s, 0, 1) for s in states])
+
+    assert r("passed", "passed") == "ok"
+    assert r("passed", "timeout") == "partial"
+    assert r("not_implemented", "not_implemented") == "not_attempted"
+    assert r("failed", "timeout") == "timeout"
+    assert r("failed", "not_implemented") == "failed"
+    assert r("missing_answer") == "missing_answer"
+    assert r("budget_exceeded", "failed") == "budget_exceeded"
+    assert set(grader.STATUSES) >= {
+        "ok",
+        "partial",
+        "failed",
+        "not_attempted",
+        "missing_answer",
+        "timeout",
+        "budget_exceeded",
+        "error",
+        "unreadable",
+        "wrong_lesson",
+        "unknown_lesson",
+    }
