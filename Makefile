@@ -41,7 +41,7 @@ notebooks: $(STAMP)
 	$(PY) -m fedlab course build
 
 test: $(STAMP) browser-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # Browser tests drive JupyterLab in Debian's Chromium (never `playwright install`,
 # which downloads a browser). Installing it needs root (CI runs as root); on a
