@@ -1,0 +1,857 @@
+"""Differential privacy for federated learning: clipping, the Gaussian mechanism, DP-FedAvg, DP-SGD and an accountant.
+
+A randomised algorithm ``M`` is ``(epsilon, delta)``-differentially private if
+for any two datasets ``D, D'`` that differ in one *unit* (one example, or one
+user's whole data) and any set of outcomes ``S``:
+``P[M(D) in S] <= exp(epsilon) P[M(D') in S] + delta``.
+
+The mechanism
+-------------
+- :func:`clip_update` bounds one update's global L2 norm by ``C``
+  (``delta * min(1, C / ||delta||)``); :func:`clip_per_example` does the same
+  for every row of a stacked ``[B, ...]`` batch (examples in DP-SGD, clients
+  in DP-FedAvg). Clipping never increases a norm.
+- :func:`gaussian_mechanism` adds ``N(0, (z * sensitivity)^2)`` to every entry,
+  ``z`` being the *noise multiplier*.
+- **DP-FedAvg** with user-level privacy (McMahan et al. 2018, "Learning
+  Differentially Private Recurrent Language Models", Algorithm 1 with the
+  fixed-denominator estimator): each round every one of the ``N`` clients
+  takes part independently with probability ``q`` (Poisson sampling,
+  :func:`poisson_sample`); each participant's delta is clipped to ``S``; the
+  server sums them, divides by the *expected* number of participants ``q N``
+  (never the actual count, which would itself leak), and adds Gaussian noise
+  of standard deviation ``z S / (q N)`` (:func:`dp_aggregate`,
+  :func:`dp_fedavg_round`, and :func:`run` for many rounds on the batched
+  engine).
+- **DP-SGD** (Abadi et al. 2016) for the centralised comparison: per-example
+  gradients with ``torch.func.vmap(grad(...))`` (:func:`per_example_grads`),
+  each clipped to ``C``, summed, noised with ``N(0, (z C)^2)`` and divided by
+  the expected batch size ``q n`` (:func:`dp_sgd_step`, :func:`dp_sgd`).
+
+The accountant (built from scratch)
+-----------------------------------
+Both algorithms are the *sampled Gaussian mechanism* repeated ``steps``
+times, sampling rate ``q``, noise multiplier ``z``. Its Renyi differential
+privacy at order ``alpha`` is ``log(A_alpha) / (alpha - 1)`` per step, with
+(Mironov, Talwar and Zhang 2019, "Renyi Differential Privacy of the Sampled
+Gaussian Mechanism", Sec. 3.3)::
+
+    A_alpha = sum_{i=0}^{alpha} binom(alpha, i) (1-q)^(alpha-i) q^i exp((i^2 - i) / (2 z^2))   (integer alpha)
+
+and a convergent series with ``erfc`` terms for fractional ``alpha``; RDP adds
+up over steps (:func:`compute_rdp`, all in log space). It is turned into
+``(epsilon, delta)`` with the conversion of Balle et al. 2020 (Theorem 21 of
+"Hypothesis Testing Interpretations and Renyi Differential Privacy"; also
+Canonne, Kamath and Steinke 2020)::
+
+    epsilon = min_alpha  rdp(alpha) + log((alpha - 1) / alpha) - (log(delta) + log(alpha)) / (alpha - 1)
+
+(:func:`rdp_to_epsilon`). :func:`epsilon` chains the two; :func:`noise_multiplier_for`
+inverts it by bisection. Opacus (``opacus.accountants.analysis.rdp``) and
+Google's ``dp_accounting`` compute the same quantities; ``tests/test_dp.py``
+checks this module against both.
+
+Conventions: hyper-parameters are keyword-only; every random choice takes
+``rng`` (an int seed or a ``numpy.random.Generator``); updates are the course's
+parameter lists (:mod:`fedlab.params`). This module imports numpy, torch
+and fedlab's math modules only.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fedlab import defences, fedavg, models, seeding, validate
+from fedlab import engine as batched
+from fedlab import params as P
+
+DEFAULT_ORDERS: tuple[float, ...] = tuple(
+    [1 + x / 10.0 for x in range(1, 100)] + list(range(11, 64)) + [128, 256, 512, 1024]
+)
+"""Renyi orders tried by default: 1.1 to 10.9 in steps of 0.1, every integer 11 to 63, and 128 to 1024.
+
+The union of the grids of Opacus (``RDPAccountant.DEFAULT_ALPHAS``) and
+``dp_accounting`` (``DEFAULT_RDP_ORDERS``), so that :func:`epsilon` never
+reports more than either library. Any order gives a valid bound; a finer grid
+between 64 and 1024 would give slightly smaller (still valid) epsilons for
+very small ``q``, but then the numbers could no longer be checked against the
+two references.
+"""
+
+_MAX_SERIES_TERMS = 200_000  # fractional orders: give up (return inf, i.e. skip the order) after this many terms
+_SERIES_BLOCK = 256
+
+
+# ----------------------------------------------------------------------------
+# argument checks (errors for people)
+# ----------------------------------------------------------------------------
+
+
+def _real(name: str, value, allowed: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        raise ValueError(f"{name}={value!r}: {allowed}")
+    return float(value)
+
+
+def _check_q(q) -> float:
+    allowed = "the sampling rate must be a number in (0, 1] (e.g. 0.01 for 1% of the clients per round)"
+    v = _real("q", q, allowed)
+    if not 0 < v <= 1:
+        raise ValueError(f"q={q!r}: {allowed}")
+    return v
+
+
+def _check_delta(delta) -> float:
+    allowed = "must be a number in (0, 1), typically below 1 / (number of users), e.g. 1e-5"
+    v = _real("delta", delta, allowed)
+    if not 0 < v < 1:
+        raise ValueError(f"delta={delta!r}: {allowed}")
+    return v
+
+
+def _check_noise(noise_multiplier) -> float:
+    allowed = "must be a finite number >= 0 (0 means no noise)"
+    v = _real("noise_multiplier", noise_multiplier, allowed)
+    if v < 0 or math.isinf(v):
+        raise ValueError(f"noise_multiplier={noise_multiplier!r}: {allowed}")
+    return v
+
+
+def _check_clip(clip_norm, name: str = "clip_norm") -> float:
+    allowed = "must be a number > 0 (math.inf for no clipping)"
+    v = _real(name, clip_norm, allowed)
+    if not v > 0:
+        raise ValueError(f"{name}={clip_norm!r}: {allowed}")
+    return v
+
+
+def _check_steps(steps) -> int:
+    return validate.positive_int("steps", steps, minimum=0)
+
+
+def _check_orders(orders) -> np.ndarray:
+    a = np.atleast_1d(np.asarray(orders, dtype=np.float64))
+    if a.ndim != 1 or a.size == 0 or not np.all(a > 1) or np.any(np.isnan(a)):
+        raise ValueError(f"orders={orders!r}: must be one or more Renyi orders, each > 1")
+    return a
+
+
+# ----------------------------------------------------------------------------
+# Renyi DP of the sampled Gaussian mechanism
+# ----------------------------------------------------------------------------
+
+
+def _gammaln(x: np.ndarray) -> np.ndarray:
+    """``log |Gamma(x)|`` elementwise, float64 (``torch.lgamma``; keeps fedlab free of scipy)."""
+    return torch.lgamma(torch.as_tensor(x, dtype=torch.float64)).numpy()
+
+
+def _log_ndtr(x: np.ndarray) -> np.ndarray:
+    """``log Phi(x)``, the log of the standard normal CDF, accurate far into the left tail (float64)."""
+    return torch.special.log_ndtr(torch.as_tensor(x, dtype=torch.float64)).numpy()
+
+
+def _lse(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``log(sum(exp(a)))`` along ``axis``, stable (``-inf`` for an all ``-inf`` slice)."""
+    m = np.max(a, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(a - m), axis=axis))
+
+
+def _log_a_int(q: float, sigma: float, alphas: np.ndarray) -> np.ndarray:
+    """``log A_alpha`` for integer orders: a log-sum-exp over ``i = 0..alpha`` (all orders at once)."""
+    top = int(alphas.max())
+    i = np.arange(top + 1, dtype=np.float64)[None, :]
+    a = alphas[:, None]
+    valid = i <= a
+    i_ok = np.where(valid, i, 0.0)
+    log_binom = _gammaln(a + 1) - _gammaln(i_ok + 1) - _gammaln(a - i_ok + 1)
+    terms = log_binom + i_ok * math.log(q) + (a - i_ok) * math.log1p(-q) + (i_ok * i_ok - i_ok) / (2 * sigma**2)
+    return _lse(np.where(valid, terms, -np.inf), axis=1)
+
+
+def _log_a_frac(q: float, sigma: float, alphas: np.ndarray) -> np.ndarray:
+    """``log A_alpha`` for fractional orders: the two-sided series of Mironov et al. 2019, Sec. 3.3.
+
+    ``A_alpha = sum_i binom(alpha, i) [q^i (1-q)^(alpha-i) e^{(i^2-i)/(2 s^2)} Phi((z0 - i)/s)
+    + q^(alpha-i) (1-q)^i e^{((alpha-i)^2-(alpha-i))/(2 s^2)} Phi((alpha - i - z0)/s)]`` with
+    ``z0 = s^2 log(1/q - 1) + 1/2``. ``binom(alpha, i)`` changes sign for ``i > alpha``, so positive
+    and negative terms are summed separately in log space and subtracted once (Opacus does the same;
+    dp_accounting adds the magnitudes, a slightly larger bound). The series is summed in blocks of
+    terms, all orders at once, until every order's terms are decreasing and ``e^30`` times smaller
+    than its total; an order that has not converged after ``_MAX_SERIES_TERMS`` terms gets ``inf``
+    (no bound from it).
+    """
+    z0 = sigma**2 * math.log(1.0 / q - 1.0) + 0.5
+    lq, l1q = math.log(q), math.log1p(-q)
+    a = alphas[:, None]
+    pos = np.full(len(alphas), -np.inf)
+    neg = np.full(len(alphas), -np.inf)
+    done = np.zeros(len(alphas), dtype=bool)
+    for start in range(0, _MAX_SERIES_TERMS, _SERIES_BLOCK):
+        i = np.arange(start, start + _SERIES_BLOCK, dtype=np.float64)[None, :]
+        j = a - i
+        log_binom = _gammaln(a + 1) - _gammaln(i + 1) - _gammaln(j + 1)  # log |binom|
+        s0 = log_binom + i * lq + j * l1q + (i * i - i) / (2 * sigma**2) + _log_ndtr((z0 - i) / sigma)
+        s1 = log_binom + j * lq + i * l1q + (j * j - j) / (2 * sigma**2) + _log_ndtr((j - z0) / sigma)
+        negative = (i > a) & (np.floor(i - a) % 2 == 1)
+        both = np.concatenate([s0, s1], axis=1)
+        sign = np.concatenate([negative, negative], axis=1)
+        live = ~done
+        pos[live] = np.logaddexp(pos[live], _lse(np.where(sign, -np.inf, both)[live], axis=1))
+        neg[live] = np.logaddexp(neg[live], _lse(np.where(sign, both, -np.inf)[live], axis=1))
+        total = np.logaddexp(pos, neg)
+        small = (s0[:, -1] < s0[:, -2]) & (s1[:, -1] < s1[:, -2]) & (np.maximum(s0[:, -1], s1[:, -1]) < total - 30)
+        done |= small
+        if done.all():
+            break
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(neg < pos, pos + np.log1p(-np.exp(neg - pos)), np.logaddexp(pos, neg))
+    return np.where(done, out, np.inf)
+
+
+def compute_rdp(
+    *, q: float, noise_multiplier: float, steps: int, orders: Sequence[float] = DEFAULT_ORDERS
+) -> np.ndarray:
+    """Renyi DP of the sampled Gaussian mechanism run ``steps`` times, at each order.
+
+    Parameters
+    ----------
+    q
+        Sampling rate in (0, 1]: each unit (example or client) takes part in a
+        step independently with probability ``q`` (Poisson sampling).
+    noise_multiplier
+        ``z``: noise standard deviation divided by the L2 sensitivity (the
+        clipping norm). ``0`` gives no privacy (``inf``).
+    steps
+        Number of steps (rounds), ``>= 0``; RDP adds up over steps.
+    orders
+        Renyi orders ``alpha > 1`` (integer and fractional both fine).
+
+    Returns
+    -------
+    np.ndarray
+        ``[len(orders)]`` float64 RDP values (``inf`` where there is no bound).
+
+    Notes
+    -----
+    ``q = 1`` is the plain Gaussian mechanism, ``alpha / (2 z^2)`` per step.
+    Otherwise ``log(A_alpha) / (alpha - 1)`` per step, computed in log space
+    (see :func:`_log_a_int` and :func:`_log_a_frac`; Mironov et al. 2019).
+
+    """
+    q, sigma, steps = _check_q(q), _check_noise(noise_multiplier), _check_steps(steps)
+    alphas = _check_orders(orders)
+    if steps == 0:
+        return np.zeros_like(alphas)
+    if sigma == 0:
+        return np.full_like(alphas, np.inf)
+    if q == 1.0:
+        return steps * alphas / (2 * sigma**2)
+    rdp = np.empty_like(alphas)
+    is_int = alphas == np.floor(alphas)
+    if is_int.any():
+        rdp[is_int] = _log_a_int(q, sigma, alphas[is_int]) / (alphas[is_int] - 1)
+    if (~is_int).any():
+        rdp[~is_int] = _log_a_frac(q, sigma, alphas[~is_int]) / (alphas[~is_int] - 1)
+    return steps * np.maximum(rdp, 0.0)  # A_alpha >= 1 in exact arithmetic; clear float dust below 0
+
+
+def rdp_to_epsilon(*, rdp: Sequence[float], orders: Sequence[float], delta: float) -> tuple[float, float]:
+    """The smallest ``epsilon`` over the orders for this ``delta``, and the order that gives it.
+
+    Uses the conversion of Balle et al. 2020 (Theorem 21; Canonne, Kamath and
+    Steinke 2020), tighter than Mironov's ``rdp - log(delta) / (alpha - 1)``::
+
+        epsilon(alpha) = rdp(alpha) + log((alpha - 1) / alpha) - (log(delta) + log(alpha)) / (alpha - 1)
+
+    and ``epsilon = 0`` for an order whose ``rdp`` is below about ``delta^2``
+    (then ``delta`` alone covers it, as in ``dp_accounting``).
+
+    Parameters
+    ----------
+    rdp
+        ``[k]`` RDP values (e.g. from :func:`compute_rdp`), ``>= 0``.
+    orders
+        ``[k]`` the orders they belong to, each ``> 1``.
+    delta
+        Target ``delta`` in (0, 1).
+
+    Returns
+    -------
+    (epsilon, order)
+        ``epsilon >= 0``; ``(inf, nan)`` when no order gives a bound.
+
+    """
+    delta = _check_delta(delta)
+    alphas = _check_orders(orders)
+    r = np.atleast_1d(np.asarray(rdp, dtype=np.float64))
+    if r.shape != alphas.shape:
+        raise ValueError(f"rdp has {r.size} values and orders {alphas.size}: they must match one to one")
+    if np.any(r < 0) or np.any(np.isnan(r)):
+        raise ValueError("rdp has negative or nan values: Renyi divergences are >= 0")
+    with np.errstate(invalid="ignore", over="ignore"):
+        eps = r + np.log1p(-1.0 / alphas) - (math.log(delta) + np.log(alphas)) / (alphas - 1)
+        # A divergence this small gives (0, delta)-DP outright: delta >= sqrt(1 - exp(-KL)) and KL <= rdp
+        eps = np.where(delta**2 + np.expm1(-r) > 0, 0.0, eps)
+    if not np.any(np.isfinite(eps)):
+        return math.inf, math.nan
+    best = int(np.nanargmin(np.where(np.isfinite(eps), eps, np.inf)))
+    return max(0.0, float(eps[best])), float(alphas[best])
+
+
+def epsilon(
+    *, q: float, noise_multiplier: float, steps: int, delta: float, orders: Sequence[float] = DEFAULT_ORDERS
+) -> float:
+    """``epsilon`` of the sampled Gaussian mechanism after ``steps`` steps, for a target ``delta``.
+
+    ``rdp_to_epsilon(rdp=compute_rdp(...), orders=orders, delta=delta)[0]``.
+    ``math.inf`` when ``noise_multiplier == 0``.
+
+    Examples
+    --------
+    >>> round(epsilon(q=0.1, noise_multiplier=1.0, steps=100, delta=1e-5), 2)
+    7.9
+
+    """
+    return _epsilon(q, noise_multiplier, steps, delta, orders)
+
+
+def _epsilon(q, noise_multiplier, steps, delta, orders) -> float:
+    delta = _check_delta(delta)
+    rdp = compute_rdp(q=q, noise_multiplier=noise_multiplier, steps=steps, orders=orders)
+    return rdp_to_epsilon(rdp=rdp, orders=orders, delta=delta)[0]
+
+
+def noise_multiplier_for(
+    *,
+    epsilon: float,
+    q: float,
+    steps: int,
+    delta: float,
+    orders: Sequence[float] = DEFAULT_ORDERS,
+    rtol: float = 1e-4,
+) -> float:
+    """The smallest noise multiplier (to relative tolerance ``rtol``) whose epsilon is at most ``epsilon``.
+
+    Bisection on ``z``: :func:`epsilon` falls as ``z`` grows. The value
+    returned is the upper end of the final bracket, so
+    ``epsilon(q=q, noise_multiplier=z, steps=steps, delta=delta) <= epsilon``
+    always holds.
+
+    Raises
+    ------
+    ValueError
+        For an ``epsilon`` that is not a positive number, or one no noise
+        multiplier up to ``1e6`` reaches.
+
+    """
+    allowed = "must be a number > 0 (math.inf needs no noise at all)"
+    target = _real("epsilon", epsilon, allowed)
+    if not target > 0:
+        raise ValueError(f"epsilon={epsilon!r}: {allowed}")
+    q, delta, steps = _check_q(q), _check_delta(delta), validate.positive_int("steps", steps)
+    if math.isinf(target):
+        return 0.0
+    validate.positive_float("rtol", rtol)
+
+    def eps_at(z):
+        return _epsilon(q, z, steps, delta, orders)
+
+    lo, hi = 0.0, 1.0
+    while eps_at(hi) > target:
+        lo, hi = hi, hi * 2
+        if hi > 1e6:
+            raise ValueError(
+                f"epsilon={epsilon!r}: not reached by any noise multiplier up to 1e6 (q={q}, steps={steps})"
+            )
+    while hi - lo > rtol * hi:
+        mid = 0.5 * (lo + hi)
+        if eps_at(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+@dataclass(frozen=True)
+class Accountant:
+    """A thin record of the mechanisms run so far; the analysis is in the pure functions above.
+
+    ``history`` holds ``(q, noise_multiplier, steps)`` triples. :meth:`step`
+    returns a new accountant (the object is frozen), :meth:`epsilon` adds up
+    the RDP of every entry and converts it.
+
+    Examples
+    --------
+    >>> acc = Accountant().step(q=0.1, noise_multiplier=1.0, steps=60).step(q=0.1, noise_multiplier=1.0, steps=40)
+    >>> round(acc.epsilon(delta=1e-5), 2)
+    7.9
+
+    """
+
+    history: tuple = ()
+    orders: tuple = DEFAULT_ORDERS
+
+    def step(self, *, q: float, noise_multiplier: float, steps: int = 1) -> Accountant:
+        """A new accountant: this one's history plus ``steps`` steps of the sampled Gaussian mechanism."""
+        entry = (_check_q(q), _check_noise(noise_multiplier), _check_steps(steps))
+        h = list(self.history)
+        if h and h[-1][:2] == entry[:2]:
+            h[-1] = (*entry[:2], h[-1][2] + entry[2])
+        else:
+            h.append(entry)
+        return Accountant(tuple(h), self.orders)
+
+    def rdp(self) -> np.ndarray:
+        """Total RDP at :attr:`orders`."""
+        total = np.zeros(len(self.orders))
+        for q, z, n in self.history:
+            total = total + compute_rdp(q=q, noise_multiplier=z, steps=n, orders=self.orders)
+        return total
+
+    def epsilon(self, *, delta: float) -> float:
+        """``epsilon`` spent so far for this ``delta``."""
+        return rdp_to_epsilon(rdp=self.rdp(), orders=self.orders, delta=delta)[0]
+
+
+# ----------------------------------------------------------------------------
+# clipping and the Gaussian mechanism
+# ----------------------------------------------------------------------------
+
+
+def clip_update(delta, *, max_norm: float) -> list[np.ndarray]:
+    """``delta * min(1, max_norm / ||delta||)``: one update clipped to global L2 norm ``max_norm``.
+
+    The same function as :func:`fedlab.defences.clip_update` (one source); the
+    norm runs over all tensors of the update together. ``math.inf`` leaves it
+    unchanged.
+    """
+    _check_clip(max_norm, "max_norm")
+    return defences.clip_update(delta, max_norm=max_norm)
+
+
+def clip_per_example(rows: Sequence, *, max_norm: float) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Clip every row of a stacked batch to L2 norm ``max_norm``, the norm taken over all tensors of the row.
+
+    Parameters
+    ----------
+    rows
+        A list of tensors (or arrays) ``[B, *shape_i]``: row ``b`` of every
+        tensor together is one example's gradient (DP-SGD) or one client's
+        delta (DP-FedAvg).
+    max_norm
+        ``C > 0``.
+
+    Returns
+    -------
+    (clipped, norms)
+        The clipped tensors (same shapes, float of the input, or float32
+        from numpy) and the ``[B]`` norms before clipping.
+
+    """
+    c = _check_clip(max_norm, "max_norm")
+    ts = [r if isinstance(r, torch.Tensor) else torch.as_tensor(np.asarray(r, dtype=np.float32)) for r in rows]
+    if not ts or any(t.ndim == 0 or t.shape[0] != ts[0].shape[0] for t in ts):
+        raise ValueError("rows must be a non-empty list of tensors with the same leading (batch) dimension")
+    norms = torch.sqrt(sum(t.reshape(t.shape[0], -1).to(torch.float64).pow(2).sum(1) for t in ts))
+    scale = torch.clamp(c / torch.clamp(norms, min=1e-300), max=1.0) if math.isfinite(c) else torch.ones_like(norms)
+    return [t * scale.to(t.dtype).view(-1, *([1] * (t.ndim - 1))) for t in ts], norms
+
+
+def gaussian_mechanism(values, *, sensitivity: float, noise_multiplier: float, rng: int | np.random.Generator):
+    """``values + N(0, (noise_multiplier * sensitivity)^2)``, entry by entry.
+
+    Parameters
+    ----------
+    values
+        A numpy array, or a list of arrays (an update, :mod:`fedlab.params`).
+    sensitivity
+        The L2 sensitivity of ``values`` (its clipping bound), ``> 0``.
+    noise_multiplier
+        ``z >= 0``.
+    rng
+        Seed or Generator; draws ``standard_normal`` tensor by tensor, in order.
+
+    Returns
+    -------
+    The noised values, float64 array for an array input, float32 list for a list.
+
+    """
+    s = _check_clip(sensitivity, "sensitivity")
+    z = _check_noise(noise_multiplier)
+    std = z * s
+    if isinstance(values, np.ndarray) or isinstance(values, numbers.Real):
+        gen = seeding.as_generator(rng)
+        a = np.asarray(values, dtype=np.float64)
+        return a + std * gen.standard_normal(a.shape)
+    return defences.add_gaussian_noise(values, std=std, rng=rng)
+
+
+def noise_std(*, noise_multiplier: float, clip_norm: float, expected_clients: float) -> float:
+    """Standard deviation of the noise on DP-FedAvg's average update: ``z S / (q N)``."""
+    z, s = _check_noise(noise_multiplier), _check_clip(clip_norm)
+    e = validate.positive_float("expected_clients", expected_clients)
+    return z * s / e
+
+
+# ----------------------------------------------------------------------------
+# DP-FedAvg (user-level DP, McMahan et al. 2018)
+# ----------------------------------------------------------------------------
+
+
+def poisson_sample(num_clients: int, *, q: float, rng: int | np.random.Generator) -> np.ndarray:
+    """Each client independently with probability ``q``; sorted indices (may be empty).
+
+    Poisson sampling is what the accountant assumes: the number of
+    participants varies from round to round (mean ``q N``).
+    """
+    validate.positive_int("num_clients", num_clients)
+    q = _check_q(q)
+    return np.flatnonzero(seeding.as_generator(rng).random(num_clients) < q).astype(np.int64)
+
+
+def dp_aggregate(
+    deltas: Sequence,
+    *,
+    clip_norm: float,
+    noise_multiplier: float,
+    expected_clients: float,
+    rng: int | np.random.Generator,
+    like: Sequence | None = None,
+) -> list[np.ndarray]:
+    """The DP-FedAvg server step: clip each delta to ``S``, sum, divide by ``q N``, add ``N(0, (z S / (q N))^2)``.
+
+    Parameters
+    ----------
+    deltas
+        The participating clients' updates (lists of arrays); may be empty.
+    clip_norm
+        ``S``, the per-client clipping bound (the user-level sensitivity of the sum).
+    noise_multiplier
+        ``z``.
+    expected_clients
+        The fixed denominator ``q N``, the *expected* number of participants.
+    rng
+        Seed or Generator for the noise (``standard_normal`` tensor by tensor).
+    like
+        Shapes to use when ``deltas`` is empty (the round still releases noise).
+
+    Returns
+    -------
+    list[np.ndarray]
+        float32, the noised average update.
+
+    """
+    s, z = _check_clip(clip_norm), _check_noise(noise_multiplier)
+    e = validate.positive_float("expected_clients", expected_clients)
+    if len(deltas) == 0 and like is None:
+        raise ValueError("deltas is empty and like is None: pass like=params to aggregate an empty round")
+    shapes = [np.shape(t) for t in (deltas[0] if len(deltas) else like)]
+    total = [np.zeros(sh, dtype=np.float64) for sh in shapes]
+    for k, d in enumerate(deltas):
+        d = clip_update(d, max_norm=s)
+        P.check_like(d, total, name=f"deltas[{k}]")
+        for acc, t in zip(total, d):
+            acc += t
+    gen = seeding.as_generator(rng)
+    std = z * s / e
+    return [(acc / e + std * gen.standard_normal(acc.shape)).astype(np.float32) for acc in total]
+
+
+def dp_fedavg_round(
+    spec: models.ModelSpec,
+    params: list,
+    clients: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    q: float,
+    clip_norm: float,
+    noise_multiplier: float,
+    epochs: int,
+    batch_size: int | None,
+    lr: float,
+    rng: int | np.random.Generator,
+    server_lr: float = 1.0,
+) -> tuple[list, np.ndarray]:
+    """One round of DP-FedAvg with the plain per-client loop (the reference; :func:`run` is the fast version).
+
+    From ``rng``, in this order: the participants (:func:`poisson_sample`),
+    each participant's :func:`fedavg.client_update` (its shuffle), then the
+    noise (:func:`dp_aggregate`). Returns ``(new params, participants)``.
+    """
+    gen = seeding.as_generator(rng)
+    chosen = poisson_sample(len(clients), q=q, rng=gen)
+    outs = [
+        fedavg.client_update(spec, params, *clients[k], epochs=epochs, batch_size=batch_size, lr=lr, rng=gen)
+        for k in chosen
+    ]
+    avg = dp_aggregate(
+        [o.delta for o in outs], clip_norm=clip_norm, noise_multiplier=noise_multiplier,
+        expected_clients=q * len(clients), rng=gen, like=params,
+    )  # fmt: skip
+    return fedavg.server_update(fedavg.ServerState(params), avg, server_lr=server_lr).params, chosen
+
+
+def run(
+    spec: models.ModelSpec,
+    clients: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    rounds: int,
+    seed: int,
+    q: float,
+    clip_norm: float,
+    noise_multiplier: float,
+    epochs: int = 1,
+    batch_size: int | None = 10,
+    lr: float = 0.1,
+    server_lr: float = 1.0,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+    eval_every: int = 1,
+    init: list | None = None,
+    engine: str = "batched",
+    threads: int | None = 1,
+    callback: Callable[[int, list], None] | None = None,
+) -> tuple[list, fedavg.History]:
+    """DP-FedAvg for ``rounds`` rounds: Poisson sampling, per-client clipping, fixed denominator, Gaussian noise.
+
+    Parameters
+    ----------
+    seed
+        Initial model from ``derive(seed, 0)`` (as :func:`fedlab.fedavg.run`);
+        round ``r`` draws from ``derive(seed, r)``, in this order: every
+        client's shuffle keys ``[N, epochs, n_max]``, ``N`` uniforms for
+        sampling (client ``k`` takes part if ``u_k < q``), then the noise.
+        With ``q = 1``, ``noise_multiplier = 0``, a huge ``clip_norm`` and
+        clients of equal size this is exactly :func:`fedlab.fedavg.run` with
+        ``fraction = 1``.
+    q, clip_norm, noise_multiplier
+        Sampling rate, per-client clipping bound ``S`` and noise multiplier
+        ``z``: the average update gets noise of std ``z S / (q N)``. Its
+        privacy is ``epsilon(q=q, noise_multiplier=z, steps=rounds, delta=...)``.
+    test, eval_every
+        Evaluate on ``test`` every ``eval_every`` rounds and after the last
+        (other rounds record ``nan``).
+    engine
+        ``"batched"`` (:mod:`fedlab.engine`, all participants at once) or
+        ``"loop"`` (one :func:`fedlab.fedavg.local_sgd` per participant).
+    callback
+        ``callback(round, params)`` after every round (e.g. to measure a
+        membership attack along the way).
+
+    Returns
+    -------
+    (params, history)
+        A :class:`fedlab.fedavg.History`; ``clients`` and ``reported`` are
+        the round's participants, ``train_loss`` their mean loss.
+
+    """
+    validate.positive_int("rounds", rounds)
+    q, s, z = _check_q(q), _check_clip(clip_norm), _check_noise(noise_multiplier)
+    validate.one_of("engine", engine, ("batched", "loop"))
+    validate.positive_int("epochs", epochs)
+    if batch_size is not None:
+        validate.positive_int("batch_size", batch_size)
+    validate.positive_float("lr", lr)
+    validate.positive_int("eval_every", eval_every)
+    if len(clients) == 0:
+        raise ValueError("clients is empty: run needs at least one (x, y) client")
+    clients = [fedavg._check_xy(x, y, spec) for x, y in clients]
+    n = len(clients)
+    sizes = np.array([len(y) for _, y in clients])
+    nmax = int(sizes.max())
+    params = (
+        models.check_params(spec, init, name="init") if init is not None
+        else models.init_params(spec, rng=seeding.derive(seed, 0))
+    )  # fmt: skip
+    state = fedavg.ServerState(params, 0)
+    denominator = q * n
+    std = z * s / denominator
+    packed = batched.pack(clients) if engine == "batched" else None
+    model_bytes = P.num_bytes(params)
+    records = []
+    with batched.torch_threads(threads):
+        for r in range(1, rounds + 1):
+            t0 = time.perf_counter()
+            g = seeding.derive(seed, r)
+            keys = g.random((n, epochs, nmax))
+            chosen = np.flatnonzero(g.random(n) < q)
+            total = [np.zeros(p.shape, np.float64) for p in state.params]
+            train_loss = float("nan")
+            if len(chosen):
+                if engine == "batched":
+                    cohort = batched.train(
+                        spec, state.params, packed, chosen, keys=keys[chosen], batch_size=batch_size, lr=lr
+                    )
+                    clipped, _ = clip_per_example(cohort.deltas(), max_norm=s)
+                    total = [c.to(torch.float64).sum(0).numpy() for c in clipped]
+                    train_loss = cohort.mean_loss()
+                else:
+                    losses = []
+                    for k in chosen:
+                        out = fedavg.local_sgd(
+                            spec, state.params, *clients[k], orders=fedavg.epoch_orders(keys[k, :, : sizes[k]]),
+                            batch_size=batch_size, lr=lr,
+                        )  # fmt: skip
+                        for acc, t in zip(total, clip_update(out.delta, max_norm=s)):
+                            acc += t
+                        losses.append((out.metrics["loss"], out.num_examples))
+                    w = np.array([m for _, m in losses], dtype=np.float64)
+                    train_loss = float(np.dot(w, [v for v, _ in losses]) / w.sum())
+            avg = [(acc / denominator + std * g.standard_normal(acc.shape)).astype(np.float32) for acc in total]
+            state = fedavg.server_update(state, avg, server_lr=server_lr)
+            seconds = time.perf_counter() - t0
+            if test is not None and (r % eval_every == 0 or r == rounds):
+                test_loss, test_acc = models.evaluate(spec, state.params, *test)
+            else:
+                test_loss, test_acc = float("nan"), float("nan")
+            records.append(
+                fedavg.RoundRecord(
+                    r, len(chosen), len(chosen), train_loss, test_loss, test_acc,
+                    model_bytes * len(chosen), model_bytes * len(chosen), seconds,
+                )
+            )  # fmt: skip
+            if callback is not None:
+                callback(r, state.params)
+    return state.params, fedavg.History(tuple(records))
+
+
+# ----------------------------------------------------------------------------
+# DP-SGD (example-level DP, Abadi et al. 2016) for the centralised comparison
+# ----------------------------------------------------------------------------
+
+
+def per_example_grads(spec: models.ModelSpec, params, x, y) -> list[torch.Tensor]:
+    """Gradients of each example's cross-entropy: one ``[B, *shape_i]`` float32 tensor per parameter tensor.
+
+    ``torch.func.vmap`` over ``torch.func.grad`` of :func:`fedlab.models.forward`
+    on a batch of one: every example's gradient in one vectorised pass.
+    """
+    from torch.func import grad, vmap
+
+    params = models.check_params(spec, params)
+    x = validate.array("x", x, ndim=2)
+    y = validate.array("y", y, ndim=1, dtype_kind="iu")
+    if x.shape[0] != y.shape[0] or x.shape[1] != spec.in_features:
+        raise ValueError(f"x has shape {x.shape} and y {y.shape}: need [n, {spec.in_features}] and [n]")
+    tensors = tuple(torch.as_tensor(p) for p in params)
+
+    def loss_one(ts, xi, yi):
+        return F.cross_entropy(models.forward(spec, list(ts), xi.unsqueeze(0)), yi.unsqueeze(0))
+
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    yt = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    return list(vmap(grad(loss_one), in_dims=(None, 0, 0))(tensors, xt, yt))
+
+
+def dp_sgd_step(
+    spec: models.ModelSpec,
+    params,
+    x,
+    y,
+    *,
+    clip_norm: float,
+    noise_multiplier: float,
+    expected_batch_size: float,
+    lr: float,
+    rng: int | np.random.Generator,
+) -> list[np.ndarray]:
+    """One DP-SGD step on the batch ``(x, y)``: ``w - lr (sum_i clip_C(g_i) + N(0, (z C)^2)) / L``.
+
+    ``L`` is the expected batch size ``q n`` (the fixed denominator, as Opacus
+    does with Poisson sampling). An empty batch still adds the noise.
+    Returns the new parameters (float32 list).
+    """
+    c, z = _check_clip(clip_norm), _check_noise(noise_multiplier)
+    e = validate.positive_float("expected_batch_size", expected_batch_size)
+    validate.positive_float("lr", lr)
+    params = models.check_params(spec, params)
+    if len(y):
+        clipped, _ = clip_per_example(per_example_grads(spec, params, x, y), max_norm=c)
+        sums = [t.sum(0).to(torch.float64).numpy() for t in clipped]
+    else:
+        sums = [np.zeros(p.shape) for p in params]
+    gen = seeding.as_generator(rng)
+    return [
+        (p - lr * (s_ + z * c * gen.standard_normal(p.shape)) / e).astype(np.float32) for p, s_ in zip(params, sums)
+    ]
+
+
+def dp_sgd(
+    spec: models.ModelSpec,
+    x,
+    y,
+    *,
+    q: float,
+    steps: int,
+    clip_norm: float,
+    noise_multiplier: float,
+    lr: float,
+    seed: int,
+    init: list | None = None,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+    eval_every: int = 0,
+) -> tuple[list, list[tuple[int, float]]]:
+    """DP-SGD for ``steps`` steps with Poisson sampling of examples at rate ``q``.
+
+    Step ``t`` draws its batch and its noise from ``derive(seed, t)``; the
+    initial model is ``derive(seed, 0)``. Privacy:
+    ``epsilon(q=q, noise_multiplier=noise_multiplier, steps=steps, delta=...)``
+    at the level of one example.
+
+    Returns
+    -------
+    (params, curve)
+        ``curve`` lists ``(step, test accuracy)`` every ``eval_every`` steps
+        and after the last (empty without ``test``).
+
+    """
+    x = validate.array("x", x, ndim=2)
+    validate.positive_int("steps", steps)
+    q = _check_q(q)
+    n = x.shape[0]
+    if init is not None:
+        params = models.check_params(spec, init, name="init")
+    else:
+        params = models.init_params(spec, rng=seeding.derive(seed, 0))
+    curve = []
+    with batched.torch_threads(1):
+        for t in range(1, steps + 1):
+            g = seeding.derive(seed, t)
+            idx = np.flatnonzero(g.random(n) < q)
+            params = dp_sgd_step(
+                spec, params, x[idx], np.asarray(y)[idx], clip_norm=clip_norm, noise_multiplier=noise_multiplier,
+                expected_batch_size=q * n, lr=lr, rng=g,
+            )  # fmt: skip
+            if test is not None and ((eval_every and t % eval_every == 0) or t == steps):
+                curve.append((t, models.evaluate(spec, params, *test)[1]))
+    return params, curve
+
+
+__all__ = [
+    "DEFAULT_ORDERS",
+    "Accountant",
+    "clip_per_example",
+    "clip_update",
+    "compute_rdp",
+    "dp_aggregate",
+    "dp_fedavg_round",
+    "dp_sgd",
+    "dp_sgd_step",
+    "epsilon",
+    "gaussian_mechanism",
+    "noise_multiplier_for",
+    "noise_std",
+    "per_example_grads",
+    "poisson_sample",
+    "rdp_to_epsilon",
+    "run",
+]
