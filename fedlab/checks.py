@@ -37,6 +37,7 @@ LESSON_MODULES: dict[str, str] = {
     "06": "fedlab.exercises.remote",
     "07": "fedlab.exercises.secagg",
     "08": "fedlab.exercises.dp",
+    "09": "fedlab.exercises.monitoring",
     "99": "fedlab.exercises.demo",
 }
 """Which module defines each lesson's exercises (lesson 99 is the grader's small demo lesson)."""

@@ -21,7 +21,8 @@ each submission like this:
    own execution under a per-test timeout. A test that runs too long is
    interrupted (status ``timeout``); a kernel that dies or ignores the
    interrupt is restarted and the cells of step 2 are run again (a cell that
-   hung or killed the kernel is then reduced to its definitions). A
+   hung or killed the kernel is then reduced to its definitions; after
+   :data:`MAX_RESTARTS` restarts the remaining tests get ``error``). A
    per-submission budget bounds the whole thing; what it leaves unrun is
    ``budget_exceeded``. A cell that raises or hangs is recorded in the
    message and ``flags`` of the rows it concerns, and grading goes on.
@@ -70,7 +71,7 @@ STATUSES: dict[str, str] = {
     "error": "the grader could not run the tests (kernel died or could not start)",
     "unreadable": "the file is not a readable notebook (missing, bad JSON, not nbformat)",
     "wrong_lesson": "the notebook belongs to another lesson than --lesson",
-    "unknown_lesson": "the notebook names no lesson and none could be inferred from its check cells",
+    "unknown_lesson": "no lesson could be told from the notebook (or the lesson has no exercises)",
 }
 """Every status a gradebook row can have, with what it means."""
 
@@ -81,6 +82,7 @@ FLAGS: dict[str, str] = {
     "kernel_restarted": "the kernel died or ignored an interrupt and was restarted",
     "timeout": "some tests timed out (row status partial)",
     "budget_exceeded": "some tests were not run for lack of budget (row status partial)",
+    "checks_unverified": "the reference check cells could not be read, so tampering was not checked",
 }
 
 COLUMNS = (
@@ -107,6 +109,7 @@ INTERRUPT_GRACE = 5.0
 STALL = 1.0  # seconds a wake-up may be late before it counts as the machine stalling
 MESSAGE_LIMIT = 300
 MAX_RESTARTS = 4
+TOO_MANY_RESTARTS = ("error", f"grading stopped: the kernel died or hung {MAX_RESTARTS + 1} times")
 KERNEL_ENV = {
     "PYTHONHASHSEED": "0",
     "MPLBACKEND": "Agg",
@@ -670,6 +673,9 @@ def grade_submission(
     if problem:
         return [_row(name, lesson_id, sha, status=problem, max_points=_lesson_points(lesson_id), message=why)]
     exercises = checks.lesson_exercises(lesson_id)
+    if not exercises:
+        why = f"lesson {lesson_id} registers no exercises in {checks.LESSON_MODULES[lesson_id]}; nothing to grade"
+        return [_row(name, lesson_id, sha, status="unknown_lesson", message=why)]
     notes = _Notes()
     try:
         expected, _ = reference_checks(lesson_id, reference if _reference_lesson(reference) == lesson_id else None)
@@ -750,7 +756,7 @@ def _run_in_kernel(nb, lesson: str, exercises, limits: Limits, notes: _Notes) ->
             return limits.budget_per_submission - (time.monotonic() - began - overhead[0])
 
         def prelude() -> bool:
-            """Load the grading helpers, then run the steps; returns False when the budget ran out."""
+            """Load the grading helpers, then run the steps; returns None, or why the tests cannot run."""
             restarts_before = kernel.restarts
             helpers = kernel.run(
                 f"__import__('fedlab.grader', fromlist=['_'])._kernel_snapshot({lesson!r})", STARTUP_TIMEOUT
@@ -764,7 +770,7 @@ def _run_in_kernel(nb, lesson: str, exercises, limits: Limits, notes: _Notes) ->
                 if not code.strip():
                     continue
                 if left() <= 0:
-                    return False
+                    return budget_out
                 limit = min(limits.timeout_per_cell, left())
                 out = kernel.run(code, limit)
                 target = step.exercises or ("*",)
@@ -774,7 +780,7 @@ def _run_in_kernel(nb, lesson: str, exercises, limits: Limits, notes: _Notes) ->
                         notes.add(t, "cell_error", f"{where} raised {out.ename}: {out.evalue}")
                 elif out.state in ("timeout", "stuck"):
                     if limit < limits.timeout_per_cell:
-                        return False
+                        return budget_out
                     bad_cells.add(step.cell)
                     for t in target:
                         notes.add(t, "cell_timeout", f"{where} did not finish in {limit:g} s and was stopped")
@@ -786,22 +792,37 @@ def _run_in_kernel(nb, lesson: str, exercises, limits: Limits, notes: _Notes) ->
                     for t in target:
                         notes.add(t, "kernel_restarted")
                     if kernel.restarts > MAX_RESTARTS:
-                        raise RuntimeError(f"the kernel was restarted {kernel.restarts} times; giving up")
+                        return TOO_MANY_RESTARTS
                     return prelude()
-            return True
+            return None
 
-        ready = prelude()
+        def safely(run) -> tuple | None:
+            """``run()``, or a stop reason if the kernel cannot be brought back."""
+            try:
+                return run()
+            except RuntimeError as err:
+                return ("error", f"grading stopped: {err}")
+
+        budget_out = ("budget_exceeded", "the submission's time budget ran out")
+        stop = safely(prelude)
         for ex in exercises:
             for test in ex.tests:
-                if not ready or left() <= 0:
-                    results[ex.id].append(_test_result(test, "budget_exceeded", "the submission's time budget ran out"))
+                if stop is None and left() <= 0:
+                    stop = budget_out
+                if stop is not None:
+                    results[ex.id].append(_test_result(test, *stop))
                     continue
                 limit = min(limits.timeout_per_test, left())
                 code = (
                     "__import__('fedlab.grader', fromlist=['_'])._kernel_run_test("
                     f"{ex.id!r}, {test.name!r}, {ex.answer!r}, globals())"
                 )
-                out = kernel.run(code, limit)
+                try:
+                    out = kernel.run(code, limit)
+                except RuntimeError as err:  # the kernel could not be restarted
+                    stop = ("error", f"grading stopped: {err}")
+                    results[ex.id].append(_test_result(test, *stop))
+                    continue
                 if out.state == "ok" and out.result:
                     payload = json.loads(out.result)
                     status = payload["status"]
@@ -825,9 +846,7 @@ def _run_in_kernel(nb, lesson: str, exercises, limits: Limits, notes: _Notes) ->
                     results[ex.id].append(_test_result(test, "error", f"Exercise {ex.id}, test {test.name}: {why}"))
                 if out.state in ("stuck", "died"):
                     notes.add(ex.id, "kernel_restarted")
-                    if kernel.restarts > MAX_RESTARTS:
-                        raise RuntimeError(f"the kernel was restarted {kernel.restarts} times; giving up")
-                    ready = prelude()
+                    stop = TOO_MANY_RESTARTS if kernel.restarts > MAX_RESTARTS else safely(prelude)
     finally:
         kernel.shutdown()
     return results

@@ -96,6 +96,16 @@ def make_room():
     )
     room["kernel_trouble.ipynb"] = as_bytes(nb)
 
+    # every answer kills the kernel: after a few restarts the grader stops, and says so
+    nb = solved()
+    for ex_id, first in (
+        ("99.1", "    values = np.asarray"),
+        ("99.2", "    v = np.asarray"),
+        ("99.3", "    return int(sum("),
+    ):
+        replace_in(nb, ex_id, first, "    __import__('os')._exit(1)\n" + first)
+    room["always_dies.ipynb"] = as_bytes(nb)
+
     # an experiment cell the learner added: its def is used by the answer, its top-level loop must not run
     nb = solved(["99.1", "99.3"])
     replace_in(
@@ -182,7 +192,7 @@ def rows_of(room, name):
 def test_cli_succeeds_and_prints_a_summary(room):
     res = room["res"]
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "statuses:" in res.stdout and "graded 16 submission(s)" in res.stdout
+    assert "statuses:" in res.stdout and "graded 17 submission(s)" in res.stdout
 
 
 def test_submissions_are_never_modified_moved_or_added_to(room):
@@ -191,6 +201,7 @@ def test_submissions_are_never_modified_moved_or_added_to(room):
 
 def test_every_submission_gets_rows_csv_and_json_agree(room):
     gradable = {
+        "always_dies",
         "correct",
         "blank",
         "partial",
@@ -283,6 +294,13 @@ def test_dead_and_stubborn_kernels_are_restarted(room):
     t3 = {t["name"]: t["status"] for t in rows["99.3"]["tests"]}
     assert t3 == {"mlp": "passed", "scalar_and_empty": "timeout"}
     assert "timeout" in rows["99.3"]["flags"].split(";")
+
+
+def test_grading_stops_after_too_many_kernel_deaths_and_says_so(room):
+    rows = rows_of(room, "always_dies.ipynb")
+    assert [r["status"] for r in rows.values()] == ["error", "error", "error"]
+    assert "the kernel died" in rows["99.1"]["message"] and "kernel_restarted" in rows["99.1"]["flags"]
+    assert "grading stopped" in rows["99.3"]["message"]
 
 
 def test_experiments_are_not_rerun_but_their_definitions_are(room):

@@ -6,6 +6,10 @@ the notebook's own folder, as Jupyter does (``solutions/``, ``notebooks/`` and
 ``work/`` sit at the same depth, so relative paths behave the same in all
 three). Wall times are printed and written to ``notebook_times.json`` in
 pytest's temporary folder.
+
+``make test`` runs the suite serially: on the 2-core CI machine, ``pytest -n 2``
+(xdist, loadfile or one group per notebook) was measured slower, as the
+notebooks are CPU-bound and two at once oversubscribe the cores.
 """
 
 import json
@@ -66,21 +70,13 @@ def tmp_root(tmp_path_factory):
     return tmp_path_factory.getbasetemp()
 
 
-def _own_group(paths, kind):
-    """One xdist group per notebook: under ``--dist loadgroup`` notebooks spread over the workers."""
-    return [
-        pytest.param(p, id=(p.name if p else "99_demo.ipynb(student)"), marks=pytest.mark.xdist_group(f"{kind}-{i}"))
-        for i, p in enumerate(paths)
-    ]
-
-
-@pytest.mark.parametrize("path", _own_group(SOURCES, "solution"))
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
 def test_solution_notebook_runs_without_errors(path, tmp_root):
     nb = execute(path, allow_errors=False, tmp_root=tmp_root, label=f"{path.parent.name}/{path.name}")
     assert not errors_of(nb)
 
 
-@pytest.mark.parametrize("path", _own_group(STUDENTS, "student"))
+@pytest.mark.parametrize("path", STUDENTS, ids=lambda p: p.name if p else "99_demo.ipynb(student)")
 def test_student_notebook_errors_only_at_the_stubs(path, tmp_root, tmp_path):
     label = f"{path.parent.name}/{path.name}" if path else "fixtures/99_demo.ipynb (student copy)"
     if path is None:
