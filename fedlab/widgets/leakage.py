@@ -203,8 +203,13 @@ class _MLPMatch:
     relative; tests/test_leakage_widget.py checks it).
     """
 
+    @staticmethod
+    def supports(spec) -> bool:
+        """Whether ``spec`` is a model this class differentiates: an MLP with sigmoid or ReLU activations."""
+        return spec.kind == "mlp" and spec.activation in ("sigmoid", "relu")
+
     def __init__(self, spec, params, labels, target, *, kind: str, steps: int, lr: float, mask) -> None:
-        if spec.kind != "mlp" or spec.activation not in ("sigmoid", "relu"):
+        if not self.supports(spec):
             raise ValueError(f"model {spec!r}: the numpy backend handles sigmoid and ReLU MLPs only")
         self.w0 = [np.asarray(w, dtype=np.float64) for w in params]
         self.sigmoid = spec.activation == "sigmoid"
@@ -495,12 +500,14 @@ class LeakageScene:
     cache_size
         Outcomes kept (least recently used dropped first).
     backend
-        ``"numpy"`` (default): the attack's loss and its gradient written out
-        by hand for the explorer's MLPs (:class:`_MLPMatch`), 5-10x cheaper
-        per evaluation; ``"torch"``: :func:`fedlab.attacks.invert_gradients`
-        and :func:`fedlab.attacks.invert_update` themselves (torch autograd).
-        Both run the same L-BFGS from the same starting points on the same
-        loss, and agree to float64 rounding.
+        ``"numpy"`` (default): the attack's loss, its gradient and L-BFGS
+        written out in numpy for the explorer's MLPs (:class:`_MLPMatch`,
+        :func:`_lbfgs`), 5-10x faster; ``"torch"``:
+        :func:`fedlab.attacks.invert_gradients` and
+        :func:`fedlab.attacks.invert_update` themselves (torch autograd and
+        ``torch.optim.LBFGS``; also used for any model in :data:`MODELS` that
+        is not a sigmoid or ReLU MLP). Both run the same L-BFGS from the same
+        starting points on the same loss, and agree to float64 rounding.
 
     """
 
@@ -634,7 +641,7 @@ class LeakageScene:
         mask = None
         if s.attacker == "informed" and s.topk_fraction < 1.0 and s.noise_multiplier == 0:
             mask = [o != 0 for o in observed]
-        if self.backend == "torch":
+        if self.backend == "torch" or not _MLPMatch.supports(spec):
             if s.attacker == "naive":
                 target = attacks.pseudo_gradient(observed, lr=self.lr, steps=s.local_steps)
                 return attacks.invert_gradients(
