@@ -395,10 +395,68 @@ class Outcome:
     seconds: float = 0.0
 
 
+async def _wait_for_ready(self, timeout: float | None = None) -> None:
+    """Like ``KernelClient.wait_for_ready``, but sends *one* shell request, never a stream of them.
+
+    jupyter_client re-sends ``kernel_info_request`` every second until a reply
+    comes. On a slow start that queues several requests, and ipykernel 7.2
+    can miss one that arrives while it sends the previous reply and then
+    never reads its shell socket again (ipython/ipykernel#1554): the kernel
+    looks hung from birth. Here one shell request waits for its reply, and
+    IOPub's connection is confirmed by probing the control channel, which
+    that bug does not touch.
+    """
+    from jupyter_client.utils import ensure_async
+
+    deadline = time.monotonic() + (1e9 if timeout is None else timeout)
+    msg_id = self.kernel_info()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RuntimeError(f"the kernel did not answer kernel_info within {timeout:g} s")
+        try:
+            msg = await ensure_async(self.shell_channel.get_msg(timeout=min(left, 1.0)))
+        except queue.Empty:
+            if not await ensure_async(self.is_alive()):
+                raise RuntimeError("the kernel died before replying to kernel_info") from None
+            continue
+        if msg.get("parent_header", {}).get("msg_id") == msg_id:
+            self._handle_kernel_info_reply(msg)
+            break
+    while True:  # IOPub: the status messages of a request prove it is connected
+        try:
+            await ensure_async(self.iopub_channel.get_msg(timeout=0.5))
+            break
+        except queue.Empty:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the kernel's IOPub channel did not connect") from None
+            self.control_channel.send(self.session.msg("kernel_info_request"))
+    while True:  # flush what is left of the start-up chatter
+        try:
+            await ensure_async(self.iopub_channel.get_msg(timeout=0.2))
+        except queue.Empty:
+            break
+
+
+def _client_classes():
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.blocking import BlockingKernelClient
+    from jupyter_client.utils import run_sync
+
+    class Blocking(BlockingKernelClient):
+        wait_for_ready = run_sync(_wait_for_ready)
+
+    class Async(AsyncKernelClient):
+        wait_for_ready = _wait_for_ready
+
+    return Blocking, Async
+
+
 def kernel_manager(*, asynchronous: bool = False):
     """A kernel manager for an ipykernel of *this* Python, whatever ``python3`` means in other kernelspecs.
 
     ``asynchronous=True`` gives an ``AsyncKernelManager`` (what nbclient wants).
+    Its clients wait for the kernel with :func:`_wait_for_ready`.
     """
     from jupyter_client import AsyncKernelManager, KernelManager
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -409,8 +467,9 @@ def kernel_manager(*, asynchronous: bool = False):
         def get_kernel_spec(self, kernel_name):
             return KernelSpec(argv=argv, display_name="Python 3 (fedlab)", language="python", env={})
 
-    cls = AsyncKernelManager if asynchronous else KernelManager
-    return cls(kernel_name="python3", kernel_spec_manager=ThisPython())
+    blocking, async_ = _client_classes()
+    cls, client = (AsyncKernelManager, async_) if asynchronous else (KernelManager, blocking)
+    return cls(kernel_name="python3", kernel_spec_manager=ThisPython(), client_factory=client)
 
 
 class Kernel:
@@ -429,14 +488,17 @@ class Kernel:
         env.update(KERNEL_ENV)
         env["PYTHONPATH"] = os.pathsep.join([str(_course.ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
         problem = None
-        for _ in range(attempts):
+        for attempt in range(attempts):
             self.km = kernel_manager()
+            began = time.monotonic()
             try:
                 self.km.start_kernel(cwd=self.cwd, env=env)
                 self._connect()
+                _trace(f"kernel ready in {time.monotonic() - began:.1f} s")
                 return
             except Exception as err:  # noqa: BLE001 - retried, then reported
                 problem = err
+                _trace(f"kernel start {attempt + 1} failed after {time.monotonic() - began:.1f} s: {err}")
                 self._stop()
         raise RuntimeError(f"could not start a kernel ({attempts} tries): {type(problem).__name__}: {problem}")
 
@@ -459,15 +521,11 @@ class Kernel:
             raise RuntimeError(f"the kernel did not start within {self.startup_timeout:g} s: {err}") from None
 
     def restart(self) -> None:
+        """Replace the kernel by a fresh one (new process, new ports, same working folder)."""
         self.restarts += 1
-        try:
-            if self.kc is not None:
-                self.kc.stop_channels()
-            self.km.restart_kernel(now=True)
-            self._connect()
-        except Exception:  # noqa: BLE001 - fall back to a new kernel on new ports
-            self._stop()
-            self.start()
+        _trace(f"restart #{self.restarts}")
+        self._stop()
+        self.start()
 
     def shutdown(self) -> None:
         try:
@@ -481,6 +539,7 @@ class Kernel:
         msg_id = self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False)
         outcome = self._collect(msg_id, start + timeout)
         if outcome is None:  # timed out: interrupt, give it a moment to come back
+            _trace(f"timeout after {time.monotonic() - start:.1f} s; interrupting: {code[:60]!r}")
             self.km.interrupt_kernel()
             if self._collect(msg_id, time.monotonic() + INTERRUPT_GRACE) is None or not self.km.is_alive():
                 self.restart()
@@ -504,6 +563,7 @@ class Kernel:
         a learner's timeout.
         """
         result, error, idle = None, None, False
+        allowance = max(0.0, deadline - time.monotonic())  # stalls may at most double the time limit
         while True:
             before = time.monotonic()
             left = deadline - before
@@ -515,8 +575,10 @@ class Kernel:
             except queue.Empty:
                 msg = None
             overslept = time.monotonic() - before - wait
-            if overslept > STALL:
-                deadline += overslept
+            if overslept > STALL and allowance > 0:
+                _trace(f"this process stalled {overslept:.1f} s; deadline moved")
+                deadline += min(overslept, allowance)
+                allowance -= min(overslept, allowance)
             if msg is None:
                 if not self.km.is_alive():
                     return Outcome("died")
@@ -534,6 +596,12 @@ class Kernel:
                 if error:
                     return Outcome("error", ename=error[0], evalue=error[1], result=result)
                 return Outcome("ok", result=result)
+
+
+def _trace(message: str) -> None:
+    """With ``FEDLAB_GRADER_TRACE=1`` in the environment, log what the kernels do to stderr."""
+    if os.environ.get("FEDLAB_GRADER_TRACE"):
+        print(f"[grader {os.getpid()} {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # ---- grading one submission --------------------------------------------------------------------
@@ -684,8 +752,11 @@ def grade_submission(
         notes.add("*", "checks_unverified", f"check cells not compared: {err}")
     for ex_id, how in tampered_checks(nb, expected).items():
         notes.add(ex_id, "checks_tampered", f"check cell {how}")
+    began = time.monotonic()
+    _trace(f"{name}: grading lesson {lesson_id}")
     try:
         results = _run_in_kernel(nb, lesson_id, exercises, limits, notes)
+        _trace(f"{name}: done in {time.monotonic() - began:.1f} s")
     except Exception as err:  # noqa: BLE001 - one submission's trouble must not stop the room
         return [
             _row(

@@ -8,6 +8,7 @@ tests then read its gradebook. Timeouts are small (4 s per test, 8 s per cell).
 import csv
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -177,7 +178,12 @@ def room(tmp_path_factory):
         "--json",
         str(out / "grades.json"),
     ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "FEDLAB_GRADER_TRACE": "1"}  # kernel starts, timeouts, restarts: on stderr
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    except subprocess.TimeoutExpired as err:
+        trace = err.stderr.decode() if isinstance(err.stderr, bytes) else (err.stderr or "")
+        pytest.fail(f"grading the room took over 300 s; the grader's trace ends:\n{trace[-4000:]}")
     after = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in folder.iterdir()}
     rows = json.loads((out / "grades.json").read_text())
     with open(out / "grades.csv", newline="") as fh:
@@ -192,6 +198,7 @@ def rows_of(room, name):
 def test_cli_succeeds_and_prints_a_summary(room):
     res = room["res"]
     assert res.returncode == 0, res.stdout + res.stderr
+    print(res.stderr[-3000:])  # the grader's trace, shown with -rP or on failure
     assert "statuses:" in res.stdout and "graded 17 submission(s)" in res.stdout
 
 
