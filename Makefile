@@ -11,7 +11,14 @@ TORCH_INDEX ?=
 PIP_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 STAMP := $(VENV)/.installed
 
-.PHONY: browser-deps lab test install doctor lock bench clean-venv notebooks refresh bench-grade
+# Lesson 11 and the workshop commands run in a second environment: no flwr
+# release installs beside syft 0.9.5 (numpy 1.24 vs >= 1.26). It is registered
+# as the Jupyter kernel "flower-lesson" of the main environment.
+FLOWER_VENV ?= .venv-flower
+FPY := $(FLOWER_VENV)/bin/python
+FSTAMP := $(FLOWER_VENV)/.installed
+
+.PHONY: browser-deps lab test install doctor lock bench clean-venv notebooks refresh bench-grade flower lock-flower test-flower
 
 install: $(STAMP)
 
@@ -23,9 +30,19 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+flower: $(FSTAMP)
+
+$(FSTAMP): requirements-flower.lock pyproject.toml $(STAMP)
+	$(PYTHON) -m venv $(FLOWER_VENV)
+	$(FPY) -m pip install --disable-pip-version-check --no-deps $(PIP_ARGS) -r requirements-flower.lock
+	$(FPY) -m pip check
+	$(FPY) -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(FPY) -m ipykernel install --prefix $(abspath $(VENV)) --name flower-lesson --display-name "Python 3.11 (Flower lesson)"
+	touch $(FSTAMP)
+
 # The learner works in work/ (git-ignored): copies of notebooks/ made once and
 # never overwritten; `make refresh` offers new or updated lessons beside them.
-lab: $(STAMP)
+lab: $(STAMP) $(FSTAMP)
 	$(PY) -m fedlab course workdir --dir work
 	@if [ -f work/00_welcome.ipynb ]; then \
 		$(VENV)/bin/jupyter lab --notebook-dir=work work/00_welcome.ipynb; \
@@ -40,8 +57,14 @@ refresh: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) -m fedlab course build
 
-test: $(STAMP) browser-deps
+test: $(STAMP) $(FSTAMP) browser-deps
 	$(PY) -m pytest -n 2 --dist loadfile
+	$(MAKE) test-flower
+
+# The package's own tests again in the Flower environment (numpy 2, no syft,
+# no JupyterLab): fedlab must work on numpy 1.24 and 2.
+test-flower: $(FSTAMP)
+	$(FPY) -m pytest -n 2 --dist loadfile -m "not slow and not syft and not browser and not course_env"
 
 # Browser tests drive JupyterLab in Debian's Chromium (never `playwright install`,
 # which downloads a browser). Installing it needs root (CI runs as root); on a
@@ -73,5 +96,11 @@ lock:
 	rm -rf .venv-lock
 	$(PY) -m fedlab lock-env
 
+lock-flower:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install $(PIP_ARGS) -r requirements-flower.in
+	.venv-lock/bin/pip freeze --all --exclude pip --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements-flower.lock
+	rm -rf .venv-lock
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(FLOWER_VENV)

@@ -123,6 +123,7 @@ def test_epsilon_is_fast():
 # ---- oracle tests -------------------------------------------------------------------------------
 
 
+@pytest.mark.course_env
 def test_rdp_per_order_matches_opacus_and_dp_accounting():
     from dp_accounting.rdp import rdp_privacy_accountant as dr
     from opacus.accountants.analysis import rdp as opacus_rdp
@@ -137,6 +138,7 @@ def test_rdp_per_order_matches_opacus_and_dp_accounting():
         np.testing.assert_allclose(dp.compute_rdp(q=q, noise_multiplier=z, steps=1, orders=ints), google, rtol=1e-9)
 
 
+@pytest.mark.course_env
 def test_epsilon_oracle_grid_against_both_rdp_accountants():
     """Within [0.99 x min, 1.01 x max] of Opacus and dp_accounting everywhere (below both would be unsafe)."""
     worst_low, worst_high, rows = math.inf, 0.0, []
@@ -152,6 +154,7 @@ def test_epsilon_oracle_grid_against_both_rdp_accountants():
     assert not rows, f"outside [0.99 min, 1.01 max] of (Opacus, dp_accounting): {rows}"
 
 
+@pytest.mark.course_env
 def test_rdp_is_looser_than_pld_and_prv():
     """The tighter accountants (dp_accounting's PLD, Opacus's PRV) give about 7.05 where RDP gives 7.90."""
     import dp_accounting
@@ -334,6 +337,7 @@ def _opacus_step(spec, params, x, y, *, clip_norm, noise_multiplier, lr, seed=0)
     return [p.detach().numpy().copy() for p in module.parameters()], grad_samples
 
 
+@pytest.mark.course_env
 def test_per_example_grads_match_opacus_and_a_plain_loop():
     spec = models.mlp(6, (5,), 3, activation="tanh")
     params = models.init_params(spec, rng=0)
@@ -350,6 +354,7 @@ def test_per_example_grads_match_opacus_and_a_plain_loop():
             torch.testing.assert_close(a[i], p.grad, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.course_env
 def test_dp_sgd_step_without_noise_matches_opacus():
     spec = models.mlp(6, (5,), 3)
     params = models.init_params(spec, rng=2)
@@ -365,6 +370,7 @@ def test_dp_sgd_step_without_noise_matches_opacus():
     assert not P.allclose(ours, unclipped, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.course_env
 def test_dp_sgd_noise_std_matches_opacus_and_theory():
     spec = models.mlp(64, (32,), 10)
     params = models.init_params(spec, rng=0)

@@ -10,6 +10,8 @@ import pytest
 
 from fedlab import environment
 
+pytestmark = pytest.mark.course_env  # the Flower environment has its own lock (tests/test_flower_env.py)
+
 LOCK = environment.read_lock(environment.LOCK.read_text())
 
 COURSE_IMPORTS = [

@@ -3,7 +3,11 @@
 import subprocess
 import sys
 
+import pytest
+
 from fedlab import environment
+
+pytestmark = pytest.mark.course_env  # ruff is in the course environment only
 
 
 def test_ruff_is_clean():
