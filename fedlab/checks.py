@@ -38,6 +38,7 @@ LESSON_MODULES: dict[str, str] = {
     "07": "fedlab.exercises.secagg",
     "08": "fedlab.exercises.dp",
     "09": "fedlab.exercises.monitoring",
+    "10": "fedlab.exercises.capstone",
     "99": "fedlab.exercises.demo",
 }
 """Which module defines each lesson's exercises (lesson 99 is the grader's small demo lesson)."""
@@ -172,6 +173,10 @@ def check(exercise_id: str, answer) -> None:
 
 
 def _fmt(value, limit: int = 200) -> str:
+    if _is_arraylike(value) and np.ndim(value) == 0:  # "3.0", not numpy's "3." (which reads badly before a full stop)
+        item = np.asarray(value).item()
+        text = repr(item)
+        return f"{item:.6g}" if isinstance(item, float) and len(text) > 12 else text
     text = np.array2string(np.asarray(value), precision=4, threshold=12) if _is_arraylike(value) else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -9,8 +9,8 @@ pytest's temporary folder.
 
 ``make test`` runs the suite with two xdist workers (``--dist loadfile``): a
 clean-clone run of the whole suite took 11.6 min of test time on the 2-core CI
-machine. Each notebook's kernel uses one torch thread, so two at once share
-the two cores instead of oversubscribing them.
+machine. The lessons' setup cells call ``torch.set_num_threads(1)``, so two
+kernels at once share the two cores instead of oversubscribing them.
 """
 
 import json
