@@ -141,3 +141,46 @@ def run_all(page, *, timeout_ms: int = 240_000) -> None:
         """() => ![...document.querySelectorAll('.jp-InputArea-prompt')].some(e => e.textContent.includes('[*]'))""",
         timeout=timeout_ms, polling=250)
     page.locator("#jp-main-statusbar").get_by_text("| Idle").wait_for(timeout=timeout_ms)
+
+
+SETTLED_JS = """([sel, quiet]) => {  // true once the <img> src has not changed for `quiet` ms
+  const el = document.querySelector(sel); if (!el) return false;
+  const s = el.src, now = performance.now();
+  if (window.__lastSrc !== s) { window.__lastSrc = s; window.__since = now; }
+  return now - window.__since > quiet; }"""
+"""``page.wait_for_function(SETTLED_JS, arg=[selector, quiet_ms])``: wait until an image stops changing."""
+
+BLOB_B64_JS = """async sel => { const b = await (await fetch(document.querySelector(sel).src)).arrayBuffer();
+  let s = ''; const u = new Uint8Array(b);
+  for (let i = 0; i < u.length; i += 0x8000) s += String.fromCharCode(...u.subarray(i, i + 0x8000));
+  return btoa(s); }"""
+"""``page.evaluate(BLOB_B64_JS, selector)``: the bytes of an <img>'s (blob) src, base64-encoded."""
+
+
+def run_lesson(page, lab_server, notebook: Path, *, timeout_ms: int = 300_000) -> tuple[float, float]:
+    """Copy ``notebook`` into the server's folder, open it, Run All, and fail on any error output.
+
+    Returns the seconds spent opening it and running it.
+    """
+    t0 = time.monotonic()
+    shutil.copy(notebook, Path(lab_server["root"]) / notebook.name)
+    open_notebook(page, lab_server, notebook.name)
+    t_open = time.monotonic()
+    run_all(page, timeout_ms=timeout_ms)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']", has_text="Error")
+    assert errors.count() == 0, errors.first.inner_text()
+    return t_open - t0, time.monotonic() - t_open
+
+
+def scroll_to(page, selector: str, *, timeout_s: float = 60) -> None:
+    """JupyterLab renders only the cells near the viewport: scroll the notebook until ``selector`` is visible."""
+    page.locator(".jp-NotebookPanel-notebook").first.click(position={"x": 5, "y": 5})  # command mode
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+Home")
+    t0 = time.monotonic()
+    while page.locator(selector).count() == 0 or not page.locator(selector).first.is_visible():
+        assert time.monotonic() - t0 < timeout_s, f"{selector} never appeared in the notebook"
+        page.locator(".jp-NotebookPanel-notebook").first.hover()
+        page.mouse.wheel(0, 500)
+        page.wait_for_timeout(150)
+    page.locator(selector).first.scroll_into_view_if_needed()

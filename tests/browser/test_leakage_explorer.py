@@ -5,13 +5,12 @@ A missing Chromium fails the test (see conftest.py); a failing test leaves a scr
 """
 
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import open_notebook, run_all
+from tests.browser.conftest import SETTLED_JS, run_lesson, scroll_to
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -19,12 +18,6 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "solutions" / "05_leakage.ipynb
 EXPLORER = ".fedlab-leakage-explorer"
 RECON_IMG = f"{EXPLORER} .fedlab-leakage-reconstruction"
 READOUT = f"{EXPLORER} .fedlab-leakage-readout"
-
-SETTLED_JS = """([sel, quiet]) => {  // true once the <img> src has not changed for `quiet` ms
-  const el = document.querySelector(sel); if (!el) return false;
-  const s = el.src, now = performance.now();
-  if (window.__lastSrc !== s) { window.__lastSrc = s; window.__since = now; }
-  return now - window.__since > quiet; }"""
 
 
 def _psnr(page) -> str:
@@ -34,31 +27,11 @@ def _psnr(page) -> str:
     return m.group(1)
 
 
-def _scroll_to_explorer(page, *, timeout_s: float = 60) -> None:
-    """JupyterLab renders only the cells near the viewport: scroll the notebook until the explorer is there."""
-    page.locator(".jp-NotebookPanel-notebook").first.click(position={"x": 5, "y": 5})  # command mode
-    page.keyboard.press("Escape")
-    page.keyboard.press("Control+Home")
-    t0 = time.monotonic()
-    while page.locator(EXPLORER).count() == 0 or not page.locator(EXPLORER).first.is_visible():
-        assert time.monotonic() - t0 < timeout_s, "the leakage explorer never appeared in the notebook"
-        page.locator(".jp-NotebookPanel-notebook").first.hover()
-        page.mouse.wheel(0, 600)
-        page.wait_for_timeout(150)
-    page.locator(EXPLORER).first.scroll_into_view_if_needed()
-
-
 def test_leakage_explorer_answers_a_keyboard_move(lab_server, page):
-    t0 = time.monotonic()
-    shutil.copy(NOTEBOOK, lab_server["root"] / NOTEBOOK.name)
-    open_notebook(page, lab_server, NOTEBOOK.name)
-    t_open = time.monotonic()
-    run_all(page, timeout_ms=300_000)
+    open_s, run_s = run_lesson(page, lab_server, NOTEBOOK)
     t_run = time.monotonic()
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']", has_text="Error")
-    assert errors.count() == 0, errors.first.inner_text()
 
-    _scroll_to_explorer(page)
+    scroll_to(page, EXPLORER)
     img = page.locator(RECON_IMG)
     img.wait_for(state="visible", timeout=30_000)
     page.wait_for_function(SETTLED_JS, arg=[RECON_IMG, 500], polling=100, timeout=30_000)
@@ -82,6 +55,6 @@ def test_leakage_explorer_answers_a_keyboard_move(lab_server, page):
     assert psnr1 != psnr0 and float(psnr1) < float(psnr0), (psnr0, psnr1)
     assert page.external_requests == [], page.external_requests
     print(
-        f"\n[lesson 05] open {t_open - t0:.1f} s, run all {t_run - t_open:.1f} s, "
+        f"\n[lesson 05] open {open_s:.1f} s, run all {run_s:.1f} s, "
         f"slider move checked {time.monotonic() - t_run:.1f} s; PSNR {psnr0} -> {psnr1} dB"
     )

@@ -5,13 +5,13 @@ images change), with no request leaving 127.0.0.1.
 A missing Chromium fails the test (see conftest.py); a failing test leaves a screenshot in test-artifacts/.
 """
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
-from tests.browser.conftest import open_notebook, run_all
+from tests.browser.conftest import SETTLED_JS, run_lesson, scroll_to
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -21,41 +21,16 @@ SUM_IMG = f"{VIEW} .fedlab-secagg-sum"  # ipywidgets puts an Image's classes on 
 RECEIVED_IMG = f"{VIEW} .fedlab-secagg-received"
 STATUS = f"{VIEW} .fedlab-secagg-status"
 
-SETTLED_JS = """([sel, quiet]) => {  // true once the <img> src has not changed for `quiet` ms
-  const el = document.querySelector(sel); if (!el) return false;
-  const s = el.src, now = performance.now();
-  if (window.__lastSrc !== s) { window.__lastSrc = s; window.__since = now; }
-  return now - window.__since > quiet; }"""
-
-
-def _scroll_to_widget(page, *, timeout_s: float = 60) -> None:
-    """JupyterLab renders only the cells near the viewport: scroll the notebook until the widget is there."""
-    page.locator(".jp-NotebookPanel-notebook").first.click(position={"x": 5, "y": 5})  # command mode
-    page.keyboard.press("Escape")
-    page.keyboard.press("Control+Home")
-    t0 = time.monotonic()
-    while page.locator(VIEW).count() == 0 or not page.locator(VIEW).first.is_visible():
-        assert time.monotonic() - t0 < timeout_s, "the 'what the server sees' widget never appeared in the notebook"
-        page.locator(".jp-NotebookPanel-notebook").first.hover()
-        page.mouse.wheel(0, 600)
-        page.wait_for_timeout(150)
-    page.locator(VIEW).first.scroll_into_view_if_needed()
-
 
 def test_server_view_answers_keyboard_moves(lab_server, page):
-    t0 = time.monotonic()
-    shutil.copy(NOTEBOOK, lab_server["root"] / NOTEBOOK.name)
-    open_notebook(page, lab_server, NOTEBOOK.name)
-    t_open = time.monotonic()
-    run_all(page, timeout_ms=300_000)
+    open_s, run_s = run_lesson(page, lab_server, NOTEBOOK)
     t_run = time.monotonic()
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']", has_text="Error")
-    assert errors.count() == 0, errors.first.inner_text()
 
-    _scroll_to_widget(page)
+    scroll_to(page, VIEW)
     status = page.locator(STATUS).first
     status.wait_for(state="visible", timeout=30_000)
-    assert "recovered" in status.inner_text() and "nobody drops" in status.inner_text(), status.inner_text()
+    expect(status).to_contain_text("nobody drops", timeout=30_000)  # the HTML widget fills in after it shows
+    assert "recovered" in status.inner_text(), status.inner_text()
     sum_img, received_img = page.locator(SUM_IMG).first, page.locator(RECEIVED_IMG).first
     sum_sel = SUM_IMG
     page.wait_for_function(SETTLED_JS, arg=[sum_sel, 500], polling=100, timeout=30_000)
@@ -83,6 +58,6 @@ def test_server_view_answers_keyboard_moves(lab_server, page):
     assert sum_img.get_attribute("src") not in (sum0, None)
     assert page.external_requests == [], page.external_requests
     print(
-        f"\n[lesson 07] open {t_open - t0:.1f} s, run all {t_run - t_open:.1f} s, "
+        f"\n[lesson 07] open {open_s:.1f} s, run all {run_s:.1f} s, "
         f"keyboard moves checked {time.monotonic() - t_run:.1f} s"
     )
