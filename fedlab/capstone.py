@@ -1,0 +1,547 @@
+"""The capstone (lesson 10): every layer on at once, composed from the course's own modules.
+
+One **private round** of the health app is
+
+    clip (``fedlab.dp``) -> fixed-point encode (``bits``, ``frac_bits``) -> secure aggregation
+    (``fedlab.secagg``: X25519 key agreement, pairwise and self masks, Shamir recovery of dropouts)
+    -> the server unmasks the exact sum -> Gaussian noise -> divide by ``q N`` -> decode into an update
+
+(:func:`private_round`), and :func:`run` repeats it over many rounds with Poisson sampling of users,
+dropouts during the protocol and local training on the batched engine (:mod:`fedlab.engine`).
+
+Three design decisions, stated once
+-----------------------------------
+**Where the noise is added: central DP on the unmasked sum.** The server unmasks
+``sum_k clip(Delta_k)`` exactly, then adds ``N(0, (z S)^2)`` to every coordinate before the
+sum touches the model. So the *model* (and everyone who sees it: other users, analysts, whoever
+gets the phone app) is ``(epsilon, delta)``-DP at the level of one user, but the *server* sees the
+exact sum of the clipped updates of a round: secure aggregation hides each user's update from it,
+and DP is trusted to the server's noise. The alternative, *distributed* noise (each client adds a
+share of discrete noise before masking, Kairouz et al. 2021, "The Distributed Discrete Gaussian
+Mechanism"), protects the sum from the server too, at the price of integer noise, more bits and a
+privacy loss that grows when clients drop; it is not built here.
+
+**Compression under secure aggregation: only the fixed-point width.** A masked vector is
+uniformly random mod ``2^bits``: top-k sparsification or per-client scaling cannot be applied to it
+(the positions and scales would differ between clients and the masks would not cancel). What can
+shrink is ``bits``, the width of every value in the ring, for every client alike. The sum of
+``n`` clipped values must still fit: ``n * round(S * 2^frac_bits) <= 2^(bits-1) - 1``
+(:func:`fedlab.secagg.check_capacity`), so each round takes the finest ``frac_bits`` that fits its
+cohort (:func:`fedlab.secagg.max_frac_bits`): fewer bits means a coarser grid (at 8 bits and 20
+clients, steps of ``2^-3``), deterministic rounding, and updates that round to zero. Bytes are
+counted from the protocol's messages (``nbytes`` of :class:`fedlab.secagg.AdvertiseKeys` ...
+:class:`fedlab.secagg.UnmaskingShares`): for a small model the keys and shares, not the update,
+are most of them.
+
+**Who attacks what.** The reconstruction attacker is run against what the server actually
+sees: the unmasked sum of a round (:attr:`PrivateRound.server_view`), and, for contrast, one user's
+plain update (no secure aggregation, no DP), which is what a FedAvg server of lesson 02 sees.
+
+Sampling, dropouts and the accountant: users take part with probability ``q`` each round
+(Poisson, as :func:`fedlab.dp.run`), and a sampled user may drop at any phase of the protocol;
+a user who drops before its masked input is simply not in the sum. Dropouts independent of the
+data only lower the chance of being in the sum, so accounting at ``q`` (``fedlab.dp.Accountant``)
+is an upper bound. A round the protocol refuses (fewer than ``t`` clients left, or a cohort of
+fewer than two) releases noise only, like an empty round of :func:`fedlab.dp.run`. (Whether a
+round is refused depends on how many users take part, which the analysis of the sampled Gaussian
+mechanism does not model; :func:`run` counts such rounds, and with ``q N >= 10`` and a majority
+threshold they are rare.)
+
+Everything random takes a seed or ``numpy.random.Generator``; this module imports numpy, torch
+and fedlab's math modules only (no widgets).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fedlab import attacks, dp, fedavg, models, secagg, seeding, validate
+from fedlab import engine as batched
+from fedlab import params as P
+
+DELTA = 1e-5
+"""The ``delta`` of every epsilon in lesson 10 (about 1 / (number of users)^2 for 1,200 users is 7e-7;
+1e-5 is the course's convention from lesson 08, below 1 / 1,200)."""
+
+SHARE_CIPHERTEXT_BYTES = 2 * secagg.ID_BYTES + 2 * secagg.KEY_BYTES + 16
+"""Bytes of one encrypted pair of Shamir shares: the two ids, two 32-byte shares and the 16-byte Poly1305 tag."""
+
+
+# ----------------------------------------------------------------------------
+# argument checks
+# ----------------------------------------------------------------------------
+
+
+def _check_bits(bits) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or not 8 <= bits <= 64:
+        raise ValueError(f"bits={bits!r}: must be an int in [8, 64] (the width of one value in the ring)")
+    return int(bits)
+
+
+def _check_rate(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating) or not 0 <= value < 1:
+        raise ValueError(f"{name}={value!r}: must be a number in [0, 1)")
+    return float(value)
+
+
+def threshold_for(num_clients: int) -> int:
+    """The Shamir threshold the capstone uses: a strict majority, ``max(2, n // 2 + 1)``.
+
+    Fewer than ``t`` colluding clients learn nothing from the shares; with ``t > n / 2`` two disjoint
+    groups can never both rebuild a client's secrets (Bonawitz et al. 2017, Sec. 4).
+    """
+    n = validate.positive_int("num_clients", num_clients, minimum=2)
+    return max(2, n // 2 + 1)
+
+
+# ----------------------------------------------------------------------------
+# bytes of the protocol, from its messages
+# ----------------------------------------------------------------------------
+
+
+def protocol_bytes(
+    *, num_clients: int, dim: int, bits: int, dropouts: Mapping[int, str] | None = None, threshold: int | None = None
+) -> np.ndarray:
+    """Bytes each client sends in one round of the full-graph protocol, from the messages' ``nbytes``.
+
+    With ``U1 .. U4`` the clients that sent each phase's message (a client that drops at a phase sends
+    nothing from it on), client ``u`` sends
+
+    - ``advertise`` (:class:`fedlab.secagg.AdvertiseKeys`): ``4 + 2 * 32`` bytes;
+    - ``share`` (:class:`fedlab.secagg.ShareKeys`): ``4 + 32`` (id, commitment) plus one encrypted
+      pair of shares of ``4 + 4 + 88`` bytes for each other client of ``U1``;
+    - ``masked_input`` (:class:`fedlab.secagg.MaskedInput`): ``4 + ceil(dim * bits / 8)``;
+    - ``unmask`` (:class:`fedlab.secagg.UnmaskingShares`): ``4 + 36`` for each client of ``U2``
+      (one share of ``b_v`` or of ``s_v^SK`` per client that shared, itself included).
+
+    If fewer than ``threshold`` clients send a phase's message the server refuses there, and nobody
+    sends anything later. This is what :func:`fedlab.secagg.run_round` counts (``tests/test_capstone.py``
+    compares the two, with and without dropouts and refusals).
+
+    Parameters
+    ----------
+    num_clients, dim, bits
+        ``n``, ``d`` and the ring width.
+    dropouts
+        ``{client: phase}`` as for :func:`fedlab.secagg.run_round`.
+    threshold
+        The protocol's ``t``; default :func:`threshold_for`.
+
+    Returns
+    -------
+    np.ndarray
+        ``[n]`` int64 bytes per client.
+
+    """
+    n = validate.positive_int("num_clients", num_clients, minimum=2)
+    d = validate.positive_int("dim", dim)
+    b = _check_bits(bits)
+    drop = {}
+    for u, phase in (dropouts or {}).items():
+        if isinstance(u, bool) or not isinstance(u, int | np.integer) or not 0 <= u < n:
+            raise ValueError(f"dropouts has key {u!r}: must be a client index in [0, {n})")
+        validate.one_of(f"dropouts[{u}]", phase, secagg.PHASES)
+        drop[int(u)] = secagg.PHASES.index(phase)
+    t = threshold_for(n) if threshold is None else validate.positive_int("threshold", threshold, minimum=2)
+    sent = [np.array([drop.get(u, 4) > p for u in range(n)]) for p in range(4)]
+    for p in range(4):
+        if sent[p].sum() < t:  # the server refuses after this phase's messages
+            for later in range(p + 1, 4):
+                sent[later][:] = False
+            break
+    u1, u2 = int(sent[0].sum()), int(sent[1].sum())
+    ids, key = secagg.ID_BYTES, secagg.KEY_BYTES
+    per_phase = (
+        ids + 2 * key,
+        ids + key + (u1 - 1) * (2 * ids + SHARE_CIPHERTEXT_BYTES),
+        ids + (d * b + 7) // 8,
+        ids + (ids + key) * u2,
+    )
+    return sum(s.astype(np.int64) * c for s, c in zip(sent, per_phase))
+
+
+# ----------------------------------------------------------------------------
+# one private round
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class PrivateRound:
+    """What one :func:`private_round` produced.
+
+    Attributes
+    ----------
+    average
+        The noised average update the model gets (list of float32 arrays, the shapes of the deltas):
+        ``(sum of the included clipped updates + N(0, (z S)^2)) / (q N)``.
+    server_view
+        ``[d]`` float64: the exact sum of the included clients' clipped, fixed-point-encoded updates,
+        as the server unmasks it (``None`` if the protocol refused). Secure aggregation shows the
+        server this, and nothing about any one update; the noise is added after.
+    included
+        Indices (into ``deltas``) of the clients whose update is in the sum.
+    bytes_sent
+        ``[n]`` bytes each client sent (the protocol's messages).
+    frac_bits
+        The fixed-point resolution used, ``2^-frac_bits``.
+    refusal
+        Why the protocol refused (too few clients), else ``None``.
+
+    """
+
+    average: list
+    server_view: np.ndarray | None
+    included: tuple[int, ...]
+    bytes_sent: np.ndarray
+    frac_bits: int | None
+    refusal: str | None
+
+
+def private_round(
+    deltas: Sequence,
+    *,
+    clip_norm: float,
+    noise_multiplier: float,
+    expected_clients: float,
+    bits: int,
+    rng: int | np.random.Generator,
+    protocol_rng: int | np.random.Generator | None = None,
+    dropouts: Mapping[int, str] | None = None,
+    secure: bool = True,
+    like: Sequence | None = None,
+) -> PrivateRound:
+    """Clip -> encode -> secure aggregation -> unmask -> noise -> decode: one round of the capstone.
+
+    1. every update is clipped to L2 norm ``S`` (:func:`fedlab.dp.clip_update`), so every
+       coordinate lies in ``[-S, S]``;
+    2. the cohort's :class:`fedlab.secagg.Config` takes ``n = len(deltas)``, the threshold
+       :func:`threshold_for`, ``clip = S``, the ring width ``bits`` and the finest ``frac_bits`` that
+       lets a sum of ``n`` values fit (:func:`fedlab.secagg.max_frac_bits`);
+    3. ``secure=True``: the real protocol, :func:`fedlab.secagg.run_round` (keys, masks, Shamir
+       shares, dropout recovery); ``secure=False``: the same fixed-point sum computed in the clear
+       (:func:`fedlab.secagg.plain_sum`; equal to the protocol's bit for bit, and much faster, for
+       sweeps), with the bytes from :func:`protocol_bytes`;
+    4. central DP: ``N(0, (z S)^2)`` is added to the decoded sum, which is divided by the fixed
+       denominator ``q N`` (the formula of :func:`fedlab.dp.dp_aggregate`, the noise drawn from
+       ``rng`` tensor by tensor in the same order, so the two agree up to the fixed-point error
+       ``n * 2^-(frac_bits+1) / (q N)`` per value).
+
+    Parameters
+    ----------
+    deltas
+        The sampled clients' updates (lists of arrays, one per model tensor); may be empty (then
+        ``like`` gives the shapes and the round releases noise only).
+    clip_norm, noise_multiplier, expected_clients
+        ``S``, ``z`` and ``q N``.
+    bits
+        Ring width in ``[8, 64]``: the compression lever (``bits / 8`` bytes per value sent).
+    rng
+        Seed or Generator for the noise.
+    protocol_rng
+        Seed or Generator for the protocol's keys and masks (the result does not depend on it: the
+        masks cancel); ``None`` draws them from ``os.urandom``, as a deployment must.
+    dropouts
+        ``{index into deltas: phase}``: that client sends nothing from that phase on.
+    secure
+        Run the real protocol (default) or its plain equivalent.
+    like
+        Shapes for an empty round.
+
+    Raises
+    ------
+    ValueError
+        For a bad argument (naming it), or deltas of different shapes.
+
+    """
+    s = dp._check_clip(clip_norm)
+    if not math.isfinite(s):
+        raise ValueError(f"clip_norm={clip_norm!r}: must be finite (the fixed-point range is [-S, S])")
+    z = dp._check_noise(noise_multiplier)
+    e = validate.positive_float("expected_clients", expected_clients)
+    b = _check_bits(bits)
+    if not isinstance(secure, bool):
+        raise ValueError(f"secure={secure!r}: must be True or False")
+    if len(deltas) == 0 and like is None:
+        raise ValueError("deltas is empty and like is None: pass like=params to run an empty round")
+    template = [np.asarray(t) for t in (deltas[0] if len(deltas) else like)]
+    n = len(deltas)
+    vectors = []
+    for k, d in enumerate(deltas):
+        c = dp.clip_update(d, max_norm=s)
+        P.check_like(c, template, name=f"deltas[{k}]")
+        vectors.append(P.flatten(c).astype(np.float64))
+    dim = int(sum(t.size for t in template))
+    gen = seeding.as_generator(rng)
+    total, included, sent, frac_bits, refusal = np.zeros(dim), (), np.zeros(n, np.int64), None, None
+    if n < 2:
+        refusal = f"a cohort of {n} client(s): secure aggregation needs at least 2"
+        sent = np.zeros(n, np.int64)
+    else:
+        frac_bits = secagg.max_frac_bits(num_clients=n, clip=s, bits=b)
+        config = secagg.Config(num_clients=n, threshold=threshold_for(n), dim=dim, clip=s, frac_bits=frac_bits, bits=b)
+        x = np.stack(vectors)
+        if secure:
+            res = secagg.run_round(x, config=config, rng=protocol_rng, dropouts=dropouts, on_refusal="return")
+            sent, refusal = res.bytes_sent, res.refusal
+            if res.sum is not None:
+                total, included = res.sum, res.included
+        else:
+            sent = protocol_bytes(num_clients=n, dim=dim, bits=b, dropouts=dropouts, threshold=config.threshold)
+            drop = {int(u): secagg.PHASES.index(p) for u, p in (dropouts or {}).items()}
+            online = [[u for u in range(n) if drop.get(u, 4) > p] for p in range(4)]
+            short = [p for p in range(4) if len(online[p]) < config.threshold]
+            if short:
+                refusal = (
+                    f"only {len(online[short[0]])} clients sent their '{secagg.PHASES[short[0]]}' message: "
+                    f"the threshold is t = {config.threshold}"
+                )
+            else:
+                included = tuple(online[2])
+                total = config.decode(secagg.plain_sum(x, config=config, clients=included))
+    view = None if refusal is not None else total
+    std = z * s / e
+    avg = [
+        (acc / e + std * gen.standard_normal(acc.shape)).astype(np.float32)
+        for acc in P.unflatten(total, [np.zeros(t.shape, np.float64) for t in template])
+    ]
+    return PrivateRound(avg, view, tuple(int(u) for u in included), np.asarray(sent, np.int64), frac_bits, refusal)
+
+
+def draw_dropouts(num_clients: int, *, rate: float, rng: int | np.random.Generator) -> dict[int, str]:
+    """Each client drops with probability ``rate``, at a phase drawn uniformly from :data:`fedlab.secagg.PHASES`.
+
+    Draws ``num_clients`` uniforms, then ``num_clients`` phase indices (always both, so the stream
+    does not depend on the outcome). Returns ``{client: phase}`` for the clients that drop.
+    """
+    n = validate.positive_int("num_clients", num_clients, minimum=0)
+    r = _check_rate("rate", rate)
+    gen = seeding.as_generator(rng)
+    u = gen.random(n)
+    phase = gen.integers(0, len(secagg.PHASES), size=n)
+    return {k: secagg.PHASES[int(phase[k])] for k in range(n) if u[k] < r}
+
+
+# ----------------------------------------------------------------------------
+# many rounds
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class CapstoneHistory:
+    """Per-round records of :func:`run` (arrays of length ``rounds``) and per-user totals.
+
+    Attributes
+    ----------
+    sampled, included
+        Users sampled, and users whose update is in the round's sum.
+    refused
+        True for a round the protocol refused (noise only was released).
+    round_bytes
+        Bytes all users sent in the round (protocol messages, uplink).
+    test_accuracy
+        On ``test`` (``nan`` for rounds that were not evaluated).
+    user_bytes
+        ``[N]`` bytes each user sent over the whole run.
+    q, noise_multiplier
+        For the accountant.
+    seconds
+        Wall time per round (training, protocol and noise).
+
+    """
+
+    sampled: np.ndarray
+    included: np.ndarray
+    refused: np.ndarray
+    round_bytes: np.ndarray
+    test_accuracy: np.ndarray
+    user_bytes: np.ndarray
+    q: float
+    noise_multiplier: float
+    seconds: np.ndarray
+
+    @property
+    def rounds(self) -> int:
+        return int(self.sampled.size)
+
+    def epsilon(self, *, delta: float = DELTA, rounds: int | None = None) -> float:
+        """``epsilon`` at ``delta`` after ``rounds`` rounds (default all): :class:`fedlab.dp.Accountant`."""
+        t = self.rounds if rounds is None else validate.positive_int("rounds", rounds)
+        if self.noise_multiplier == 0:
+            return math.inf
+        return dp.Accountant().step(q=self.q, noise_multiplier=self.noise_multiplier, steps=t).epsilon(delta=delta)
+
+    def bytes_per_user(self, rounds: int | None = None) -> float:
+        """Mean uplink bytes per user (all ``N`` users, taking part or not) over the first ``rounds`` rounds."""
+        t = self.rounds if rounds is None else validate.positive_int("rounds", rounds)
+        return float(self.round_bytes[:t].sum() / self.user_bytes.size)
+
+
+def run(
+    spec: models.ModelSpec,
+    clients: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    rounds: int,
+    seed: int,
+    q: float,
+    clip_norm: float,
+    noise_multiplier: float,
+    bits: int = 32,
+    dropout_rate: float = 0.0,
+    epochs: int = 1,
+    batch_size: int | None = 10,
+    lr: float = 0.1,
+    server_lr: float = 1.0,
+    secure: bool = True,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+    eval_every: int = 1,
+    threads: int | None = 1,
+    callback: Callable[[int, list], None] | None = None,
+) -> tuple[list, CapstoneHistory]:
+    """The capstone pipeline for ``rounds`` rounds: DP-FedAvg whose aggregation is :func:`private_round`.
+
+    Round ``r`` draws from ``derive(seed, r)`` exactly what :func:`fedlab.dp.run` draws (shuffle keys
+    ``[N, epochs, n_max]``, ``N`` uniforms for Poisson sampling at rate ``q``, then the noise), so
+    with ``dropout_rate=0`` and enough ``bits`` the two give the same model up to the fixed-point
+    error. The dropouts come from ``derive(seed, r, 1)`` (:func:`draw_dropouts`), the protocol's keys
+    and masks from ``derive(seed, r, 2)``. The initial model is ``init_params(spec, derive(seed, 0))``.
+
+    Parameters
+    ----------
+    spec, clients
+        Model and one ``(x, y)`` per user.
+    rounds, seed, q, clip_norm, noise_multiplier
+        As :func:`fedlab.dp.run`.
+    bits
+        Ring width of secure aggregation (:func:`private_round`).
+    dropout_rate
+        Probability in ``[0, 1)`` that a sampled user drops during the round, at a uniform phase.
+    epochs, batch_size, lr, server_lr
+        Local training and the server step.
+    secure
+        Real protocol every round (default) or its exact plain equivalent (for sweeps).
+    test, eval_every
+        Evaluate on ``test`` every ``eval_every`` rounds and after the last.
+    threads
+        Torch threads for local training.
+    callback
+        ``callback(round, params)`` after every round.
+
+    Returns
+    -------
+    (params, history)
+        The final model and a :class:`CapstoneHistory`.
+
+    """
+    validate.positive_int("rounds", rounds)
+    q, s, z = dp._check_q(q), dp._check_clip(clip_norm), dp._check_noise(noise_multiplier)
+    b = _check_bits(bits)
+    rate = _check_rate("dropout_rate", dropout_rate)
+    validate.positive_int("epochs", epochs)
+    if batch_size is not None:
+        validate.positive_int("batch_size", batch_size)
+    validate.positive_float("lr", lr)
+    validate.positive_int("eval_every", eval_every)
+    if len(clients) == 0:
+        raise ValueError("clients is empty: run needs at least one (x, y) client")
+    clients = [fedavg._check_xy(x, y, spec) for x, y in clients]
+    n = len(clients)
+    nmax = max(len(y) for _, y in clients)
+    state = fedavg.ServerState(models.init_params(spec, rng=seeding.derive(seed, 0)), 0)
+    packed = batched.pack(clients)
+    denominator = q * n
+    cols = {k: np.zeros(rounds, np.int64) for k in ("sampled", "included", "round_bytes")}
+    refused, acc, secs = np.zeros(rounds, bool), np.full(rounds, np.nan), np.zeros(rounds)
+    user_bytes = np.zeros(n, np.int64)
+    with batched.torch_threads(threads):
+        for r in range(1, rounds + 1):
+            t0 = time.perf_counter()
+            g = seeding.derive(seed, r)
+            keys = g.random((n, epochs, nmax))
+            chosen = np.flatnonzero(g.random(n) < q)
+            deltas = []
+            if len(chosen):
+                cohort = batched.train(spec, state.params, packed, chosen, keys=keys[chosen], batch_size=batch_size,
+                                       lr=lr)  # fmt: skip
+                stacked = [t.detach().to(torch.float32).numpy() for t in cohort.deltas()]
+                deltas = [[t[i] for t in stacked] for i in range(len(chosen))]
+            drops = draw_dropouts(len(chosen), rate=rate, rng=seeding.derive(seed, r, 1))
+            out = private_round(
+                deltas, clip_norm=s, noise_multiplier=z, expected_clients=denominator, bits=b, rng=g,
+                protocol_rng=seeding.derive(seed, r, 2), dropouts=drops, secure=secure, like=state.params,
+            )  # fmt: skip
+            state = fedavg.server_update(state, out.average, server_lr=server_lr)
+            secs[r - 1] = time.perf_counter() - t0
+            cols["sampled"][r - 1], cols["included"][r - 1] = len(chosen), len(out.included)
+            cols["round_bytes"][r - 1] = int(out.bytes_sent.sum())
+            refused[r - 1] = out.refusal is not None and len(chosen) > 0
+            if len(chosen):
+                user_bytes[chosen] += out.bytes_sent
+            if test is not None and (r % eval_every == 0 or r == rounds):
+                acc[r - 1] = models.evaluate(spec, state.params, *test)[1]
+            if callback is not None:
+                callback(r, state.params)
+    hist = CapstoneHistory(cols["sampled"], cols["included"], refused, cols["round_bytes"], acc, user_bytes, q, z, secs)
+    return state.params, hist
+
+
+# ----------------------------------------------------------------------------
+# what an attacker gets
+# ----------------------------------------------------------------------------
+
+
+def label_share_attack(bias_update, *, lr: float, steps: int, num_examples: int, mean_probs) -> np.ndarray:
+    """Lesson 05's label attack on a FedAvg update: the share of each label in the data behind it.
+
+    The update's output-bias part, read as one gradient (:func:`fedlab.attacks.pseudo_gradient`,
+    ``-bias_update / (lr * steps)``), is about ``p_bar - counts / B``; :func:`fedlab.attacks.batch_labels`
+    turns it into whole label counts for ``num_examples`` examples. For the health app the share of
+    label 1 is the share of **poor nights** of the user (or of the cohort, for a sum).
+
+    Parameters
+    ----------
+    bias_update
+        ``[num_classes]`` update of the last layer's bias (one user's, or a sum over a cohort).
+    lr, steps
+        The local learning rate and number of local steps (summed over the cohort for a sum).
+    num_examples
+        Examples behind the update (summed over the cohort for a sum).
+    mean_probs
+        The attacker's estimate of the model's mean prediction (e.g. on public data).
+
+    Returns
+    -------
+    np.ndarray
+        ``[num_classes]`` float64 shares summing to 1.
+
+    """
+    pg = attacks.pseudo_gradient([np.asarray(bias_update, dtype=np.float64)], lr=lr, steps=steps)[0]
+    n = validate.positive_int("num_examples", num_examples)
+    labels = attacks.batch_labels(pg, num_images=n, mean_probs=np.asarray(mean_probs, dtype=np.float64))
+    return np.bincount(labels, minlength=pg.size) / n
+
+
+def membership_auc(spec: models.ModelSpec, params, members: tuple, nonmembers: tuple) -> float:
+    """ROC AUC of lesson 05's loss-threshold membership attack (:func:`fedlab.attacks.loss_threshold_attack`)."""
+    lm = attacks.per_example_loss(spec, params, *members)
+    ln = attacks.per_example_loss(spec, params, *nonmembers)
+    return float(attacks.loss_threshold_attack(lm, ln).auc)
+
+
+__all__ = [
+    "DELTA",
+    "CapstoneHistory",
+    "PrivateRound",
+    "draw_dropouts",
+    "label_share_attack",
+    "membership_auc",
+    "private_round",
+    "protocol_bytes",
+    "run",
+    "threshold_for",
+]
