@@ -11,6 +11,13 @@ TORCH_INDEX ?=
 PIP_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 STAMP := $(VENV)/.installed
 
+# A room without internet: `make wheelhouse` (with internet) writes every wheel
+# both environments need into wheelhouse/; on a participant's laptop
+# `make lab WHEELHOUSE=/media/usb/wheelhouse` installs from that folder only.
+WHEELHOUSE ?=
+WHEELHOUSE_DIR ?= wheelhouse
+PIP_SRC := $(if $(WHEELHOUSE),--no-index --find-links $(abspath $(WHEELHOUSE)),$(PIP_ARGS))
+
 # Lesson 11 and the workshop commands run in a second environment: no flwr
 # release installs beside syft 0.9.5 (numpy 1.24 vs >= 1.26). It is registered
 # as the Jupyter kernel "flower-lesson" of the main environment.
@@ -18,14 +25,14 @@ FLOWER_VENV ?= .venv-flower
 FPY := $(FLOWER_VENV)/bin/python
 FSTAMP := $(FLOWER_VENV)/.installed
 
-.PHONY: browser-deps lab test install doctor lock bench clean-venv notebooks refresh bench-grade flower lock-flower test-flower
+.PHONY: browser-deps lab test install doctor lock bench clean-venv notebooks refresh bench-grade flower lock-flower test-flower wheelhouse
 
 install: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "The course needs Python 3.11 (found %d.%d): install it, or run make PYTHON=/path/to/python3.11" % v)'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check --no-deps $(PIP_ARGS) -r requirements.lock
+	$(PY) -m pip install --disable-pip-version-check --no-deps $(PIP_SRC) -r requirements.lock
 	$(PY) -m pip check
 	$(PY) -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -34,7 +41,7 @@ flower: $(FSTAMP)
 
 $(FSTAMP): requirements-flower.lock pyproject.toml $(STAMP)
 	$(PYTHON) -m venv $(FLOWER_VENV)
-	$(FPY) -m pip install --disable-pip-version-check --no-deps $(PIP_ARGS) -r requirements-flower.lock
+	$(FPY) -m pip install --disable-pip-version-check --no-deps $(PIP_SRC) -r requirements-flower.lock
 	$(FPY) -m pip check
 	$(FPY) -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(FPY) -m ipykernel install --prefix $(abspath $(VENV)) --name flower-lesson --display-name "Python 3.11 (Flower lesson)"
@@ -58,13 +65,14 @@ notebooks: $(STAMP)
 	$(PY) -m fedlab course build
 
 test: $(STAMP) $(FSTAMP) browser-deps
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile -m "not flower"
 	$(MAKE) test-flower
 
 # The package's own tests again in the Flower environment (numpy 2, no syft,
 # no JupyterLab): fedlab must work on numpy 1.24 and 2.
 test-flower: $(FSTAMP)
-	$(FPY) -m pytest -n 2 --dist loadfile -m "not slow and not syft and not browser and not course_env"
+	$(FPY) -m pytest -n 2 --dist loadfile --ignore=tests/browser -m "not slow and not syft and not browser and not course_env and not flower"
+	$(FPY) -m pytest -n 2 --dist loadfile --ignore=tests/browser -m flower
 
 # Browser tests drive JupyterLab in Debian's Chromium (never `playwright install`,
 # which downloads a browser). Installing it needs root (CI runs as root); on a
@@ -101,6 +109,17 @@ lock-flower:
 	.venv-lock/bin/pip install $(PIP_ARGS) -r requirements-flower.in
 	.venv-lock/bin/pip freeze --all --exclude pip --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements-flower.lock
 	rm -rf .venv-lock
+
+# Every wheel of requirements.lock and requirements-flower.lock (sdists built
+# into wheels), plus the fedlab-workbook wheel, for this machine's platform
+# (OS, CPU, Python 3.11). The two locks pin different numpy versions, so they
+# are fetched one after the other; pip wheel reuses what is already there.
+wheelhouse: $(STAMP)
+	mkdir -p $(WHEELHOUSE_DIR)
+	$(PY) -m pip wheel --disable-pip-version-check --no-deps $(PIP_ARGS) -w $(WHEELHOUSE_DIR) -r requirements.lock
+	$(PY) -m pip wheel --disable-pip-version-check --no-deps $(PIP_ARGS) -w $(WHEELHOUSE_DIR) -r requirements-flower.lock
+	$(PY) -m pip wheel --disable-pip-version-check --no-deps --no-build-isolation -w $(WHEELHOUSE_DIR) .
+	@du -sh $(WHEELHOUSE_DIR); ls $(WHEELHOUSE_DIR) | wc -l | sed 's/$$/ wheels/'
 
 clean-venv:
 	rm -rf $(VENV) $(FLOWER_VENV)

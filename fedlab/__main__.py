@@ -7,6 +7,8 @@
 ``course workdir``   copy notebooks/ into work/ for the learner, never overwriting
 ``course refresh``   copy new lessons into work/ and offer updated ones beside the learner's
 ``grade``            grade submitted notebooks (see ``python -m fedlab grade --help``)
+``workshop``         the live room federation: ``serve`` / ``join`` (Flower environment only;
+                     see ``python -m fedlab workshop --help`` and docs/instructor-guide.md)
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["workshop"]:  # its own parser (argparse's REMAINDER would swallow --help)
+        return _run_workshop(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m fedlab", description="The fedlab workbook's commands.")
     sub = parser.add_subparsers(dest="command", required=True)
     doc = sub.add_parser("doctor", help="check the environment, datasets and syft")
@@ -26,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     from fedlab import grader
 
     grader.add_arguments(sub.add_parser("grade", help="grade submitted notebooks in fresh kernels"))
+    ws = sub.add_parser("workshop", add_help=False, help="live room federation: serve / join (Flower environment)")
+    ws.add_argument("workshop_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command == "doctor":
         from fedlab import environment
@@ -41,7 +48,19 @@ def main(argv: list[str] | None = None) -> int:
         return _run_course(args)
     if args.command == "grade":
         return grader.run_cli(args)
+    if args.command == "workshop":
+        return _run_workshop(args.workshop_args)
     return 2
+
+
+def _run_workshop(rest: list[str]) -> int:
+    # fedlab.workshop imports only the standard library at import time; flwr lives in .venv-flower only.
+    from fedlab import workshop
+
+    if not workshop.flower_available():
+        print(workshop.not_flower_message(), file=sys.stderr)
+        return 2
+    return workshop.main(rest)
 
 
 def _add_course(sub) -> None:

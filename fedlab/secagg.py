@@ -374,7 +374,8 @@ def fixed_point_decode(q, *, frac_bits: int, bits: int = 32) -> np.ndarray:
         signed = q.view(np.int64)
     else:
         qi = q.astype(np.int64)  # < 2^bits <= 2^63: exact
-        signed = np.where(qi >= 2 ** (bits - 1), qi - 2**bits, qi)
+        half = np.int64(1) << np.int64(bits - 1)  # 2^bits itself overflows int64 at bits=63 (numpy 2 refuses it)
+        signed = np.where(qi >= half, qi - half - half, qi)
     return signed.astype(np.float64) / 2.0**f
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import numpy as np
@@ -55,12 +54,6 @@ def test_accepts_a_generator_and_advances_it():
     assert not np.array_equal(a.users.resting_hr, b.users.resting_hr)
     c = health.generate(num_users=20, seed=np.random.default_rng(7))
     np.testing.assert_array_equal(a.x, c.x)
-
-
-def test_fast(default):
-    start = time.perf_counter()
-    health.generate()
-    assert time.perf_counter() - start < 2.0
 
 
 def test_csv_values_round_trip(default):

@@ -1,0 +1,1 @@
+"""Lesson 11's Flower app: ``client_app.app`` and ``server_app.app``, thin wrappers around fedlab.flower.core."""
