@@ -141,5 +141,37 @@ def doctor(*, check_syft: bool = True, out=print) -> int:
                     report(False, f"syft does not import: {last}")
             except subprocess.TimeoutExpired:
                 report(False, "syft took over 180 s to import")
+    _check_flower(report)
     out(f"{problems} problem(s) found" if problems else "All good: open lesson 00.")
     return problems
+
+
+FLOWER_KERNEL = "flower-lesson"
+"""The Jupyter kernel of the Flower environment (``.venv-flower``) that lesson 11 names."""
+
+
+def _check_flower(report) -> None:
+    """Lesson 11's second environment: flwr here, or the ``flower-lesson`` kernel and its Python."""
+    if importlib.util.find_spec("flwr") is not None:
+        report(None, f"flwr {importlib.metadata.version('flwr')} (this is the Flower environment)")
+        return
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    except ImportError:
+        return
+    try:
+        spec = KernelSpecManager().get_kernel_spec(FLOWER_KERNEL)
+    except NoSuchKernel:
+        report(False, f"no Jupyter kernel {FLOWER_KERNEL!r}: lesson 11 needs the Flower env (run `make flower`)")
+        return
+    python = spec.argv[0]
+    code = "import importlib.metadata as m, sys; sys.stdout.write(m.version('flwr'))"
+    try:
+        res = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        report(False, f"the {FLOWER_KERNEL!r} kernel's Python {python} does not run ({err}): run `make flower`")
+        return
+    if res.returncode != 0:
+        report(False, f"the {FLOWER_KERNEL!r} kernel's Python {python} has no flwr: run `make flower`")
+    else:
+        report(True, f"Flower environment for lesson 11: flwr {res.stdout.strip()} ({python})")

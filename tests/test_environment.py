@@ -107,6 +107,19 @@ def test_doctor_is_clean():
     res = subprocess.run([sys.executable, "-m", "fedlab", "doctor"], capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "PROBLEM" not in res.stdout and "syft 0.9.5 imports" in res.stdout
+    assert "Flower environment for lesson 11: flwr 1.42.0" in res.stdout  # make test builds .venv-flower
+
+
+def test_doctor_says_how_to_get_a_missing_flower_kernel(monkeypatch):
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    def missing(self, name):
+        raise NoSuchKernel(name)
+
+    monkeypatch.setattr(KernelSpecManager, "get_kernel_spec", missing)
+    lines = []
+    environment._check_flower(lambda ok, text: lines.append((ok, text)))
+    assert lines == [(False, "no Jupyter kernel 'flower-lesson': lesson 11 needs the Flower env (run `make flower`)")]
 
 
 SYFT_SMOKE = """
