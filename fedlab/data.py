@@ -203,6 +203,37 @@ def _read_verified(name: str) -> tuple[Path, bytes]:
     return path, raw
 
 
+def read_grid(filename: str, path=None, *, sha256: str, remake: str, what: str, check_sha256: bool = True) -> bytes:
+    """The bytes of a shipped precomputed grid (``datasets/<filename>``, or ``path``), checksum-checked.
+
+    Used by the widgets that read a grid of precomputed runs (lesson 08's
+    frontier, lesson 10's planner). ``remake`` is the command that regenerates
+    the file, ``what`` names it in messages. The checksum is checked only for
+    the shipped file (``path=None``) and ``check_sha256=True``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is missing (with the command that regenerates it).
+    ValueError
+        If the shipped file does not match ``sha256``.
+
+    """
+    p = Path(path) if path is not None else datasets_dir() / filename
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: the {what} is missing; restore it with git or regenerate: `{remake}`")
+    raw = p.read_bytes()
+    if check_sha256 and path is None:
+        actual = hashlib.sha256(raw).hexdigest()
+        if actual != sha256:
+            raise ValueError(
+                f"{p}: checksum mismatch (sha256 {actual}, expected {sha256}). Do not edit shipped "
+                f"data; restore it with `git checkout -- datasets/{filename}` (or regenerate: `{remake}`, "
+                "then update the module's GRID_SHA256 and the datasheet)"
+            )
+    return raw
+
+
 def verify_all() -> list[tuple[str, bool, str]]:
     """Check every shipped dataset; never raises.
 

@@ -359,3 +359,17 @@ def test_subset_copies_rows():
     assert data.load_health().x[0, 0] != 123.0
     with pytest.raises(ValueError, match="bool mask"):
         data.subset(ds, np.ones(3, dtype=bool))
+
+
+def test_read_grid_checks_the_shipped_file_and_says_how_to_restore_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    kw = dict(sha256=hashlib.sha256(b"[1, 2]").hexdigest(), remake="python datasets/make_x.py", what="x grid")
+    with pytest.raises(FileNotFoundError, match=r"x grid is missing.*python datasets/make_x\.py"):
+        data.read_grid("x.json", **kw)
+    (tmp_path / "x.json").write_bytes(b"[1, 2]")
+    assert data.read_grid("x.json", **kw) == b"[1, 2]"
+    (tmp_path / "x.json").write_bytes(b"[1, 3]")
+    with pytest.raises(ValueError, match=r"checksum mismatch.*git checkout -- datasets/x\.json"):
+        data.read_grid("x.json", **kw)
+    assert data.read_grid("x.json", **kw, check_sha256=False) == b"[1, 3]"
+    assert data.read_grid("x.json", tmp_path / "x.json", **kw) == b"[1, 3]"  # an explicit path is not the shipped file

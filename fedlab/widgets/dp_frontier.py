@@ -36,7 +36,6 @@ its own marker and line style, and every number is also written out.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import html
 import io
 import json
@@ -234,18 +233,10 @@ def load_grid(path: str | Path | None = None, *, check_sha256: bool = True) -> F
 
     """
     p = Path(path) if path is not None else grid_path()
-    remake = "python datasets/make_dp_frontier.py"
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: the frontier grid is missing; restore it with git or regenerate: `{remake}`")
-    raw = p.read_bytes()
-    if check_sha256 and path is None:
-        actual = hashlib.sha256(raw).hexdigest()
-        if actual != GRID_SHA256:
-            raise ValueError(
-                f"{p}: checksum mismatch (sha256 {actual}, expected {GRID_SHA256}). Do not edit shipped "
-                f"data; restore it with `git checkout -- datasets/{GRID_FILE}` (or regenerate: `{remake}`, "
-                "then update GRID_SHA256 and the datasheet)"
-            )
+    raw = data.read_grid(
+        GRID_FILE, path, sha256=GRID_SHA256, remake="python datasets/make_dp_frontier.py", what="frontier grid",
+        check_sha256=check_sha256,
+    )
     obj = json.loads(raw)
     cfg = obj["config"]
     acc, auc = np.asarray(obj["accuracy"], dtype=np.float64), np.asarray(obj["mia_auc"], dtype=np.float64)

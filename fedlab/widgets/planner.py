@@ -29,7 +29,6 @@ Okabe-Ito colours with distinct markers and line styles, and every number is als
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -195,18 +194,10 @@ def load_grid(path: str | Path | None = None, *, check_sha256: bool = True) -> P
 
     """
     p = Path(path) if path is not None else grid_path()
-    remake = "python datasets/make_capstone_planner.py"
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: the planner grid is missing; restore it with git or regenerate: `{remake}`")
-    raw = p.read_bytes()
-    if check_sha256 and path is None:
-        actual = hashlib.sha256(raw).hexdigest()
-        if actual != GRID_SHA256:
-            raise ValueError(
-                f"{p}: checksum mismatch (sha256 {actual}, expected {GRID_SHA256}). Do not edit shipped "
-                f"data; restore it with `git checkout -- datasets/{GRID_FILE}` (or regenerate: `{remake}`, "
-                "then update GRID_SHA256 and the datasheet)"
-            )
+    raw = data.read_grid(
+        GRID_FILE, path, sha256=GRID_SHA256, remake="python datasets/make_capstone_planner.py", what="planner grid",
+        check_sha256=check_sha256,
+    )
     obj = json.loads(raw)
     cfg = obj["config"]
     acc = np.asarray(obj["accuracy"], dtype=np.float64)
