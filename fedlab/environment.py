@@ -79,6 +79,23 @@ def _line(ok: bool | None, text: str) -> str:
     return f"{tag} {text}"
 
 
+def lock_mismatches(pins: dict[str, str]) -> dict[str, tuple[str, str | None]]:
+    """``{name: (locked, installed or None)}`` for every pin this Python does not have at its version.
+
+    Local version labels (``+cpu``) are ignored: the CPU and PyPI torch builds count as the same version.
+    """
+    wrong = {}
+    for name, version in pins.items():
+        try:
+            have = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            wrong[name] = (version, None)
+            continue
+        if have.split("+")[0] != version.split("+")[0]:
+            wrong[name] = (version, have)
+    return wrong
+
+
 def doctor(*, check_syft: bool = True, out=print) -> int:
     """Print what a learner needs to know about this environment; return the number of problems."""
     from fedlab import data

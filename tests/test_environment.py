@@ -37,15 +37,7 @@ COURSE_IMPORTS = [
 
 
 def test_every_locked_package_is_installed_at_its_version():
-    wrong = {}
-    for name, version in LOCK.items():
-        try:
-            have = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            wrong[name] = (version, None)
-            continue
-        if have.split("+")[0] != version.split("+")[0]:
-            wrong[name] = (version, have)
+    wrong = environment.lock_mismatches(LOCK)
     assert not wrong, f"installed versions differ from requirements.lock: {wrong}"
 
 
@@ -139,3 +131,12 @@ def test_syft_datasite_launches_and_lands():
     res = subprocess.run([sys.executable, "-c", SYFT_SMOKE.format(name=name)], capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     assert "DATASITE-UP" in res.stdout and "LANDED" in res.stdout
+
+
+def test_lock_mismatches_names_missing_and_wrong_versions():
+    have = importlib.metadata.version("pytest")
+    pins = {"pytest": have + "+local", "no-such-package-xyz": "1.0", "numpy": "0.0.1"}
+    assert environment.lock_mismatches(pins) == {
+        "no-such-package-xyz": ("1.0", None),
+        "numpy": ("0.0.1", importlib.metadata.version("numpy")),
+    }

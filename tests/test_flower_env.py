@@ -4,7 +4,6 @@ Runs only in the Flower environment (marker ``flower``: ``make test-flower``);
 the main environment's lock is checked by tests/test_environment.py.
 """
 
-import importlib.metadata
 import sys
 
 import pytest
@@ -19,15 +18,7 @@ FLOWER_LOCK = environment.ROOT / "requirements-flower.lock"
 def test_every_locked_package_is_installed_at_its_version():
     pins = environment.read_lock(FLOWER_LOCK.read_text())
     assert pins, f"{FLOWER_LOCK} has no pins"
-    wrong = {}
-    for name, version in pins.items():
-        try:
-            have = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            wrong[name] = (version, None)
-            continue
-        if have.split("+")[0] != version.split("+")[0]:
-            wrong[name] = (version, have)
+    wrong = environment.lock_mismatches(pins)
     assert not wrong, f"{sys.executable}: installed versions differ from requirements-flower.lock: {wrong}"
 
 
