@@ -717,6 +717,7 @@ def run(
                 fedavg.RoundRecord(
                     r, len(chosen), len(chosen), train_loss, test_loss, test_acc,
                     model_bytes * len(chosen), model_bytes * len(chosen), seconds,
+                    sampled_ids=tuple(int(k) for k in chosen), reported_ids=tuple(int(k) for k in chosen),
                 )
             )  # fmt: skip
             if callback is not None:

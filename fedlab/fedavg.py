@@ -284,6 +284,9 @@ class RoundRecord:
     and aggregation), not of the evaluation. ``bytes_down`` = model size x
     sampled clients (float32); ``bytes_up`` = what the reporting clients sent
     (float32 deltas, or what the ``uplink`` compressor says it sent).
+    ``sampled_ids`` and ``reported_ids`` name the clients (indices into
+    ``clients`` of :func:`run`), for debugging who took part; they are empty
+    when a producer does not record them.
     """
 
     round: int
@@ -295,6 +298,8 @@ class RoundRecord:
     bytes_up: int
     bytes_down: int
     seconds: float
+    sampled_ids: tuple[int, ...] = ()
+    reported_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -307,9 +312,14 @@ class History:
         return len(self.records)
 
     def column(self, name: str) -> np.ndarray:
-        """Values of one field over the rounds."""
+        """Values of one field over the rounds (``sampled_ids``/``reported_ids``: an object array of tuples)."""
         validate.one_of("name", name, RoundRecord.__dataclass_fields__.keys())
-        return np.array([getattr(r, name) for r in self.records])
+        values = [getattr(r, name) for r in self.records]
+        if name.endswith("_ids"):
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            return out
+        return np.array(values)
 
     def rounds_to(self, accuracy: float) -> int | None:
         """First round whose test accuracy reaches ``accuracy``, or ``None`` if none does."""
@@ -482,8 +492,9 @@ def run(
                 models.evaluate(spec, state.params, *test) if test is not None else (float("nan"),) * 2
             )
             rec = RoundRecord(
-                r, len(chosen), len(reporting), train_loss, test_loss, test_acc, up, model_bytes * len(chosen), seconds
-            )
+                r, len(chosen), len(reporting), train_loss, test_loss, test_acc, up, model_bytes * len(chosen), seconds,
+                sampled_ids=tuple(int(k) for k in chosen), reported_ids=tuple(int(k) for k in reporting),
+            )  # fmt: skip
             records.append(rec)
             if callback is not None:
                 callback(rec)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedlab import fedavg, models
+from fedlab import fedavg, models, seeding
 from fedlab import params as P
 
 
@@ -266,3 +266,16 @@ def test_uplink_hook_changes_what_is_aggregated_and_counted():
 def test_hetero_bad_arguments(kwargs, word):
     with pytest.raises(ValueError, match=word):
         fedavg.run(models.logreg(6, 3), toy_clients([5, 5]), rounds=1, seed=0, **kwargs)
+
+
+def test_history_names_the_sampled_and_reporting_clients():
+    spec = models.logreg(6, 3)
+    clients = toy_clients([6] * 10)
+    _, hist = fedavg.run(spec, clients, rounds=4, seed=3, fraction=0.5, dropout_rate=0.4)
+    for g_round, rec in enumerate(hist.records, start=1):
+        want = fedavg.sample_clients(10, fraction=0.5, rng=seeding.derive(3, g_round))  # run's round stream
+        assert rec.sampled_ids == tuple(int(k) for k in want)
+        assert set(rec.reported_ids) <= set(rec.sampled_ids) and len(rec.reported_ids) == rec.reported
+    assert sum(r.reported for r in hist.records) < sum(r.clients for r in hist.records)  # someone dropped
+    ids = hist.column("reported_ids")
+    assert ids.dtype == object and ids[0] == hist.records[0].reported_ids
