@@ -27,24 +27,13 @@ import argparse
 import dataclasses
 import json
 import platform
-import statistics
 import time
 
 import numpy as np
 import torch
+from slider_moves import every_control_then_random, headline, replay, summary
 
 from fedlab.widgets import leakage
-
-
-def _neighbour(widget, gen: np.random.Generator):
-    """A value one step away from the widget's current one (IntSlider, SelectionSlider, ToggleButtons)."""
-    if hasattr(widget, "options"):
-        values = [v for _, v in widget.options] if isinstance(widget.options[0], tuple) else list(widget.options)
-        i = values.index(widget.value)
-        steps = [j for j in (i - 1, i + 1) if 0 <= j < len(values)]
-        return values[int(gen.choice(steps))]
-    steps = [v for v in (widget.value - 1, widget.value + 1) if widget.min <= v <= widget.max]
-    return int(gen.choice(steps))
 
 
 def _parse_start(text: str) -> leakage.Settings:
@@ -73,35 +62,15 @@ def main() -> None:
     scene = leakage.LeakageScene(seed=0, backend=args.backend)
     explorer = leakage.leakage_explorer(scene=scene, settings=start)
     warm_up = time.perf_counter() - t0
-    names = list(explorer.controls)
     gen = np.random.default_rng(args.seed)
-    # every control at least once, then random ones
-    order = names + [names[int(i)] for i in gen.integers(0, len(names), size=max(0, args.moves - len(names)))]
-    order = [order[int(i)] for i in gen.permutation(len(order))]
-    times, computed, per_control = [], [], {n: [] for n in names}
-    for name in order:
-        widget = explorer.controls[name]
-        new = _neighbour(widget, gen)
-        fresh_setting = not explorer.scene.is_cached(dataclasses.replace(explorer.settings(), **{name: new}))
-        t = time.perf_counter()
-        widget.value = new
-        dt = time.perf_counter() - t
-        times.append(dt)
-        computed.append(fresh_setting)
-        per_control[name].append(dt)
-    times_a = np.array(times)
-    fresh = times_a[np.array(computed)]
+    order = every_control_then_random(list(explorer.controls), args.moves, gen)
+
+    def will_compute(name, new):
+        return not explorer.scene.is_cached(dataclasses.replace(explorer.settings(), **{name: new}))
+
+    moved = replay(explorer.controls, order, gen, will_compute=will_compute)
     result = {
-        "benchmark": "leakage_explorer",
-        "moves": len(times),
-        "seed": args.seed,
-        "median_move_s": round(float(np.median(times_a)), 4),
-        "p95_move_s": round(float(np.percentile(times_a, 95)), 4),
-        "max_move_s": round(float(times_a.max()), 4),
-        "fresh_moves": int(fresh.size),
-        "median_fresh_move_s": round(float(np.median(fresh)), 4) if fresh.size else None,
-        "p95_fresh_move_s": round(float(np.percentile(fresh, 95)), 4) if fresh.size else None,
-        "median_by_control_s": {n: round(statistics.median(v), 4) for n, v in per_control.items() if v},
+        **summary("leakage_explorer", args.seed, *moved),
         "warm_up_s": round(warm_up, 2),
         "scene_warm_up_s": round(scene.warm_up_seconds, 2),
         "start": {k: v for k, v in dataclasses.asdict(start).items() if v != getattr(leakage.Settings(), k)},
@@ -112,11 +81,7 @@ def main() -> None:
         "target_median_s": 0.3,
         "target_p95_s": 0.3,
     }
-    print(
-        f"{len(times)} moves: median {result['median_move_s'] * 1e3:.0f} ms, p95 {result['p95_move_s'] * 1e3:.0f} ms, "
-        f"max {result['max_move_s'] * 1e3:.0f} ms ({fresh.size} computed, {len(times) - fresh.size} from the cache); "
-        f"warm-up {warm_up:.1f} s"
-    )
+    print(headline(result, fresh_label="computed", tail=f"warm-up {warm_up:.1f} s"))
     print(json.dumps(result))
 
 

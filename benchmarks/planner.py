@@ -20,20 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 
 import numpy as np
+from slider_moves import headline, replay, summary
 
 from fedlab.widgets import planner
-
-
-def _neighbour(widget, gen: np.random.Generator):
-    """A value one step away from the slider's current one."""
-    values = [v for _, v in widget.options]
-    i = values.index(widget.value)
-    steps = [j for j in (i - 1, i + 1) if 0 <= j < len(values)]
-    return values[int(gen.choice(steps))]
 
 
 def main() -> None:
@@ -48,40 +40,15 @@ def main() -> None:
     names = list(widget.controls)
     gen = np.random.default_rng(args.seed)
     order = [names[int(i)] for i in gen.integers(0, len(names), size=args.moves)]
-    times, fresh, per_control = [], [], {n: [] for n in names}
-    for name in order:
-        w = widget.controls[name]
-        new = _neighbour(w, gen)
-        seen = len(widget._charts)
-        t = time.perf_counter()
-        w.value = new
-        dt = time.perf_counter() - t
-        times.append(dt)
-        fresh.append(len(widget._charts) > seen)
-        per_control[name].append(dt)
-    times_a = np.array(times)
-    fresh_a = times_a[np.array(fresh)]
+    moved = replay(widget.controls, order, gen, cache_size=lambda: len(widget._charts))
     result = {
-        "benchmark": "planner",
-        "moves": len(times),
-        "seed": args.seed,
-        "median_move_s": round(float(np.median(times_a)), 4),
-        "p95_move_s": round(float(np.percentile(times_a, 95)), 4),
-        "max_move_s": round(float(times_a.max()), 4),
-        "fresh_moves": int(fresh_a.size),
-        "median_fresh_move_s": round(float(np.median(fresh_a)), 4) if fresh_a.size else None,
-        "p95_fresh_move_s": round(float(np.percentile(fresh_a, 95)), 4) if fresh_a.size else None,
-        "median_by_control_s": {n: round(statistics.median(v), 4) for n, v in per_control.items() if v},
+        **summary("planner", args.seed, *moved),
         "build_s": round(build, 2),
         "machine": platform.machine(),
         "target_median_s": 0.5,
         "target_p95_s": 0.5,
     }
-    print(
-        f"{len(times)} moves: median {result['median_move_s'] * 1e3:.0f} ms, p95 {result['p95_move_s'] * 1e3:.0f} ms, "
-        f"max {result['max_move_s'] * 1e3:.0f} ms ({fresh_a.size} new settings, {len(times) - fresh_a.size} from the "
-        f"cache); build {build:.1f} s"
-    )
+    print(headline(result, fresh_label="new settings", tail=f"build {build:.1f} s"))
     print(json.dumps(result))
 
 
