@@ -380,3 +380,17 @@ def test_env_has_the_offline_switches(tmp_path):
     env = local.flower_env(tmp_path, bin_dir="/opt/flower/bin", base={"PATH": "/usr/bin"})
     assert env["FLWR_TELEMETRY_ENABLED"] == "0" and env["FLWR_DISABLE_UPDATE_CHECK"] == "1"
     assert env["PATH"].split(":")[0] == "/opt/flower/bin" and env["FLWR_HOME"] == str(tmp_path)
+
+
+def test_close_round_aggregates_with_enough_replies_and_keeps_the_model_otherwise():
+    params = [np.array([1.0, 1.0], np.float32)]
+    replies = [
+        core.Reply(1, 0, [np.array([1.0, 0.0], np.float32)], 1, {"loss": 1.0}),
+        core.Reply(2, 1, [np.array([4.0, 3.0], np.float32)], 2, {"loss": 4.0}),
+    ]
+    new, loss, status = core.close_round(params, replies, min_nodes=2, round=1)
+    assert status == "aggregated" and loss == pytest.approx(3.0)
+    np.testing.assert_allclose(new[0], [4.0, 3.0])  # 1 + (1*[1,0] + 2*[4,3]) / 3
+    same, loss, status = core.close_round(params, replies, min_nodes=3, round=1)
+    assert status == "skipped" and np.isnan(loss) and same is params
+    assert core.close_round(params, [], min_nodes=1, round=1)[2] == "skipped"

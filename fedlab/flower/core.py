@@ -487,6 +487,18 @@ def apply_round(params: list, replies: Sequence[Reply], *, round: int) -> tuple[
     return state.params, loss
 
 
+def close_round(params: list, replies: Sequence[Reply], *, min_nodes: int, round: int) -> tuple[list, float, str]:
+    """End a round: :func:`apply_round` with at least ``min_nodes`` replies, else keep the model.
+
+    Returns ``(params, train loss, status)``, status ``"aggregated"`` or ``"skipped"`` (loss NaN).
+    The deployed ServerApp and :func:`simulate` both end their rounds here.
+    """
+    if replies and len(replies) >= min_nodes:
+        params, loss = apply_round(params, replies, round=round)
+        return params, loss, "aggregated"
+    return params, float("nan"), "skipped"
+
+
 def round_decision(*, sent: int, answered: int, usable: int, min_nodes: int, elapsed: float, timeout: float) -> str:
     """Decide whether the server keeps waiting for this round's replies, aggregates them, or skips the round.
 
@@ -635,11 +647,7 @@ def _simulate_rounds(clients, keys, settings, params, rows, on_round):
         for k, (x, y) in zip(keys, clients):
             delta, n, metrics = train_reply(params, x, y, config, client_key=k)
             replies.append(Reply(k, k, delta, n, metrics))
-        if len(replies) >= settings.min_nodes:
-            params, train_loss = apply_round(params, replies, round=r)
-            status = "aggregated"
-        else:
-            train_loss, status = float("nan"), "skipped"
+        params, train_loss, status = close_round(params, replies, min_nodes=settings.min_nodes, round=r)
         row = round_payload(
             settings,
             params,

@@ -134,11 +134,7 @@ def main(grid: Grid, context: Context) -> None:
                         metrics={"loss": float(metrics["loss"]), "steps": float(metrics["steps"])},
                     )
                 )
-            if replies and len(replies) >= settings.min_nodes:
-                params, train_loss = core.apply_round(params, replies, round=rnd)
-                status = "aggregated"
-            else:
-                train_loss, status = float("nan"), "skipped"
+            params, train_loss, status = core.close_round(params, replies, min_nodes=settings.min_nodes, round=rnd)
             seconds = time.monotonic() - t0
             evaluation = client_evaluation(grid, settings, params, node_ids, rnd) if status == "aggregated" else None
             emit(
