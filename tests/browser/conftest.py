@@ -29,13 +29,21 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 def _isolated_env(tmp: Path) -> dict:
     env = dict(os.environ)
-    for k in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_SETTINGS_DIR",
-              "JUPYTERLAB_WORKSPACES_DIR", "IPYTHONDIR"):
+    for k in (
+        "JUPYTER_CONFIG_DIR",
+        "JUPYTER_DATA_DIR",
+        "JUPYTER_RUNTIME_DIR",
+        "JUPYTERLAB_SETTINGS_DIR",
+        "JUPYTERLAB_WORKSPACES_DIR",
+        "IPYTHONDIR",
+    ):
         (tmp / k).mkdir()
         env[k] = str(tmp / k)
     settings = tmp / "JUPYTERLAB_SETTINGS_DIR" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     # the kernel must find the same interpreter as the server
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
@@ -49,10 +57,20 @@ def lab_server(tmp_path_factory):
     root = tmp / "root"
     root.mkdir()
     env = _isolated_env(tmp)
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0",
-           f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False", f"--ServerApp.root_dir={root}",
-           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.extension_manager=readonly"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        "--ServerApp.port=0",
+        f"--IdentityProvider.token={TOKEN}",
+        "--ServerApp.open_browser=False",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     log = open(tmp / "server.log", "w")
@@ -91,9 +109,19 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield b
         b.close()
 
@@ -139,7 +167,9 @@ def run_all(page, *, timeout_ms: int = 240_000) -> None:
     page.wait_for_timeout(500)
     page.wait_for_function(
         """() => ![...document.querySelectorAll('.jp-InputArea-prompt')].some(e => e.textContent.includes('[*]'))""",
-        timeout=timeout_ms, polling=250)
+        timeout=timeout_ms,
+        polling=250,
+    )
     page.locator("#jp-main-statusbar").get_by_text("| Idle").wait_for(timeout=timeout_ms)
 
 
@@ -184,3 +214,19 @@ def scroll_to(page, selector: str, *, timeout_s: float = 60) -> None:
         page.mouse.wheel(0, 500)
         page.wait_for_timeout(150)
     page.locator(selector).first.scroll_into_view_if_needed()
+
+
+_TEXT_JS = """([sel, needles]) => {  // the element's text once it holds every needle, else false
+  const el = document.querySelector(sel); if (!el) return false;
+  const t = el.innerText || el.textContent || '';
+  return needles.every(n => t.includes(n)) ? t : false; }"""
+
+
+def wait_text(page, selector: str, *needles: str, timeout_ms: int = 30_000) -> str:
+    """Wait until the first element matching ``selector`` shows every one of ``needles``; return its text.
+
+    The check and the read happen in one browser call: a widget that re-renders between a wait and a later
+    ``inner_text()`` cannot make the test read an empty, half-drawn element (a CI flake seen in lesson 07).
+    """
+    handle = page.wait_for_function(_TEXT_JS, arg=[selector, list(needles)], polling=100, timeout=timeout_ms)
+    return handle.json_value()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import BLOB_B64_JS, SETTLED_JS, run_lesson, scroll_to
+from tests.browser.conftest import BLOB_B64_JS, SETTLED_JS, run_lesson, scroll_to, wait_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -32,10 +32,10 @@ def _picture(page) -> bytes:
 def _move(page, handle, key: str, readout: str) -> None:
     src = page.locator(PICTURE).get_attribute("src")
     handle.press(key)
-    page.wait_for_function("([sel, t]) => document.querySelector(sel).innerText.trim() === t", arg=[READOUT, readout],
-                           timeout=30_000)
-    page.wait_for_function("([sel, s]) => document.querySelector(sel).src !== s", arg=[PICTURE, src],
-                           timeout=60_000)
+    page.wait_for_function(
+        "([sel, t]) => document.querySelector(sel).innerText.trim() === t", arg=[READOUT, readout], timeout=30_000
+    )
+    page.wait_for_function("([sel, s]) => document.querySelector(sel).src !== s", arg=[PICTURE, src], timeout=60_000)
 
 
 def test_dashboard_slider_highlights_a_client_with_the_keyboard(lab_server, page):
@@ -45,7 +45,7 @@ def test_dashboard_slider_highlights_a_client_with_the_keyboard(lab_server, page
     scroll_to(page, BOX)
     page.locator(PICTURE).wait_for(state="visible", timeout=30_000)
     assert page.locator(f"{BOX} .fedlab-dashboard-progress").count() == 1
-    assert "round 20 of 20" in page.locator(SUMMARY).inner_text()
+    wait_text(page, SUMMARY, "round 20 of 20")
     first = _picture(page)
     assert first.startswith(b"\x89PNG")
 
@@ -54,10 +54,12 @@ def test_dashboard_slider_highlights_a_client_with_the_keyboard(lab_server, page
     _move(page, handle, "ArrowRight", "1")
     moved = _picture(page)
     assert moved != first
-    assert "client 1:" in page.locator(SUMMARY).inner_text()
+    wait_text(page, SUMMARY, "client 1:")
 
     _move(page, handle, "ArrowLeft", "0")
     assert _picture(page) == first
     assert page.external_requests == [], page.external_requests
-    print(f"\n[lesson 09] open {open_s:.1f} s, run all {run_s:.1f} s, "
-          f"two keyboard moves checked {time.monotonic() - t_run:.1f} s")
+    print(
+        f"\n[lesson 09] open {open_s:.1f} s, run all {run_s:.1f} s, "
+        f"two keyboard moves checked {time.monotonic() - t_run:.1f} s"
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import SETTLED_JS, run_lesson, scroll_to
+from tests.browser.conftest import SETTLED_JS, run_lesson, scroll_to, wait_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -22,7 +22,7 @@ READOUT = f"{FRONTIER} .fedlab-dp-readout"
 
 
 def _readout(page) -> tuple[str, str]:
-    text = page.locator(READOUT).inner_text()
+    text = wait_text(page, READOUT, "ε = ", "accuracy ")
     eps = re.search(r"ε = (\S+)", text)
     acc = re.search(r"accuracy (\S+)", text)
     assert eps and acc, f"no epsilon or accuracy in the frontier's readout: {text!r}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import SETTLED_JS, run_lesson, scroll_to
+from tests.browser.conftest import SETTLED_JS, run_lesson, scroll_to, wait_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -21,7 +21,7 @@ READOUT = f"{EXPLORER} .fedlab-leakage-readout"
 
 
 def _psnr(page) -> str:
-    text = page.locator(READOUT).inner_text()
+    text = wait_text(page, READOUT, "PSNR ")
     m = re.search(r"PSNR (\S+) dB", text)
     assert m, f"no PSNR in the explorer's readout: {text!r}"
     return m.group(1)

@@ -4,14 +4,12 @@ planner's bandwidth slider, and the plan and the chart change, with no request l
 A missing Chromium fails the test (see conftest.py); a failing test leaves a screenshot in test-artifacts/.
 """
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import SETTLED_JS, open_notebook, run_all
-from tests.browser.conftest import scroll_to as _scroll_to
+from tests.browser.conftest import SETTLED_JS, run_lesson, scroll_to, wait_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -22,20 +20,14 @@ READOUT = f"{PLANNER} .fedlab-planner-readout"
 
 
 def test_planner_answers_a_keyboard_move(lab_server, page):
-    t0 = time.monotonic()
-    shutil.copy(NOTEBOOK, lab_server["root"] / NOTEBOOK.name)
-    open_notebook(page, lab_server, NOTEBOOK.name)
-    t_open = time.monotonic()
-    run_all(page, timeout_ms=300_000)
+    open_s, run_s = run_lesson(page, lab_server, NOTEBOOK)
     t_run = time.monotonic()
-    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']", has_text="Error")
-    assert errors.count() == 0, errors.first.inner_text()
 
-    _scroll_to(page, PLANNER)
+    scroll_to(page, PLANNER)
     chart = page.locator(CHART)
     chart.wait_for(state="visible", timeout=30_000)
     page.wait_for_function(SETTLED_JS, arg=[CHART, 500], polling=100, timeout=30_000)
-    chart0, text0 = chart.get_attribute("src"), page.locator(READOUT).inner_text()
+    chart0, text0 = chart.get_attribute("src"), wait_text(page, READOUT, "best accuracy")
     assert "best accuracy" in text0 and "10 kB" in text0, text0
 
     slider = page.locator(f"{PLANNER} .widget-slider", has_text="bytes per user")
@@ -45,13 +37,11 @@ def test_planner_answers_a_keyboard_move(lab_server, page):
     page.locator(f"{PLANNER} .widget-readout", has_text="5 kB").wait_for(timeout=30_000)
     page.wait_for_function("([sel, s]) => document.querySelector(sel).src !== s", arg=[CHART, chart0], timeout=30_000)
     page.wait_for_function(SETTLED_JS, arg=[CHART, 1000], polling=100, timeout=30_000)
-    page.wait_for_function("([sel]) => document.querySelector(sel).innerText.includes('5 kB')", arg=[READOUT],
-                           timeout=30_000)  # fmt: skip
-    text1 = page.locator(READOUT).inner_text()
+    text1 = wait_text(page, READOUT, "5 kB")
     assert text1 != text0 and "5 kB" in text1
     assert chart.get_attribute("src") != chart0
     assert page.external_requests == [], page.external_requests
     print(
-        f"\n[lesson 10] open {t_open - t0:.1f} s, run all {t_run - t_open:.1f} s, "
+        f"\n[lesson 10] open {open_s:.1f} s, run all {run_s:.1f} s, "
         f"slider move checked {time.monotonic() - t_run:.1f} s; readout now: {text1.splitlines()[1:3]}"
     )

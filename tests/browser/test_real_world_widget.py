@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import BLOB_B64_JS, SETTLED_JS, run_lesson, scroll_to
+from tests.browser.conftest import BLOB_B64_JS, SETTLED_JS, run_lesson, scroll_to, wait_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -42,16 +42,16 @@ def _picture(page) -> bytes:
 
 
 def _wait_readout(page, text: str) -> None:
-    page.wait_for_function("([sel, t]) => document.querySelector(sel).innerText.trim() === t", arg=[READOUT, text],
-                           timeout=30_000)
+    page.wait_for_function(
+        "([sel, t]) => document.querySelector(sel).innerText.trim() === t", arg=[READOUT, text], timeout=30_000
+    )
 
 
 def _move(page, handle, key: str, readout: str) -> None:
     src = page.locator(PICTURE).get_attribute("src")
     handle.press(key)
     _wait_readout(page, readout)
-    page.wait_for_function("([sel, s]) => document.querySelector(sel).src !== s", arg=[PICTURE, src],
-                           timeout=60_000)
+    page.wait_for_function("([sel, s]) => document.querySelector(sel).src !== s", arg=[PICTURE, src], timeout=60_000)
 
 
 def test_alpha_slider_redraws_with_the_keyboard(lab_server, page):
@@ -69,10 +69,12 @@ def test_alpha_slider_redraws_with_the_keyboard(lab_server, page):
     _move(page, handle, "ArrowRight", "1.78")  # one step of 0.25 in the exponent: alpha = 10**0.25
     moved = _picture(page)
     assert moved != first and moved == _expected_png(10**0.25)
-    assert "alpha = 1.78:" in page.locator(SUMMARY).inner_text()
+    wait_text(page, SUMMARY, "alpha = 1.78:")
 
     _move(page, handle, "ArrowLeft", "1.00")
     assert _picture(page) == first
     assert page.external_requests == [], page.external_requests
-    print(f"\n[lesson 03] open {open_s:.1f} s, run all {run_s:.1f} s, "
-          f"two keyboard moves checked {time.monotonic() - t_run:.1f} s")
+    print(
+        f"\n[lesson 03] open {open_s:.1f} s, run all {run_s:.1f} s, "
+        f"two keyboard moves checked {time.monotonic() - t_run:.1f} s"
+    )
