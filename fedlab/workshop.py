@@ -532,21 +532,21 @@ def prepare_data(folder: Path, data=None, *, demo: tuple[int, int] | None = None
     ``[n]`` in 0..9), an ``(x, y)`` pair, or an object with ``.data()``
     returning one (the canvas); ``demo=(k, n)`` takes a digits shard instead.
     """
-    from fedlab.flower import core
+    from fedlab import data as datalib
 
     if (data is None) == (demo is None):
         raise ValueError("data: give exactly one of data=FILE.npz / (x, y) / a canvas, or demo_shard=K")
     if demo is not None:
         x, y = demo_shard(*demo)
-        return core.save_data_file(folder / f"demo-shard-{demo[0]}-of-{demo[1]}.npz", x, y).resolve()
+        return datalib.save_digits_file(folder / f"demo-shard-{demo[0]}-of-{demo[1]}.npz", x, y).resolve()
     if hasattr(data, "data") and callable(data.data):
         data = data.data()
     if isinstance(data, (str, os.PathLike)):
-        core.load_data_file(data)  # checks it, with errors naming the file
+        datalib.load_digits_file(data)  # checks it, with errors naming the file
         return Path(data).expanduser().resolve()
     if isinstance(data, tuple) and len(data) == 2:
-        x, y = core.check_xy(*data, where="data")
-        return core.save_data_file(folder / "my-digits.npz", x, y).resolve()
+        x, y = datalib.check_digits_xy(*data, where="data")
+        return datalib.save_digits_file(folder / "my-digits.npz", x, y).resolve()
     raise ValueError(f"data={type(data).__name__}: must be a path to an .npz, an (x, y) pair, or a canvas")
 
 
