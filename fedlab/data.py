@@ -11,9 +11,9 @@ folder, each with a datasheet next to it:
 Every load reads the file, checks its sha256 against the constant below and
 refuses a file that differs, so a corrupted or half-copied file fails loudly
 instead of quietly changing a lesson's numbers. Nothing here touches the
-network, and only :func:`save_digits_file` writes a file (a participant's own
-digits, lesson 11: :func:`load_digits_file` reads them back, checked). Parsed arrays are cached in-process and handed out
-read-only, so no caller can change what the next caller gets; the split
+network, and only :func:`save_digits_file` writes a file (a participant's
+own digits, lesson 11; :func:`load_digits_file` reads them back, checked).
+Parsed arrays are cached in-process and handed out read-only, so no caller can change what the next caller gets; the split
 functions return fresh copies.
 
 The folder is :data:`DATASETS_DIR` unless the environment variable
@@ -335,7 +335,7 @@ def check_digits_xy(x, y, *, where: str = "data") -> tuple[np.ndarray, np.ndarra
 
 
 def load_digits_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """A participant's own digits (lesson 11, the workshop): an ``.npz`` with ``x`` ``[n, 64]`` and ``y`` ``[n]`` (see :func:`save_digits_file`)."""
+    """A participant's own digits (lesson 11): an ``.npz`` with ``x`` ``[n, 64]`` and ``y`` ``[n]``."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise ValueError(f"data-file={str(path)!r}: no such file (an .npz with arrays x [n, 64] and y [n])")

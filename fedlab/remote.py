@@ -748,7 +748,7 @@ def release(site: Hospital, name: str) -> None:
 
 
 def status(site: Hospital, name: str) -> str:
-    """The job's status as the scientist sees it: pending, approved, rejected, running, done or failed."""
+    """The job's status as the scientist sees it: received (not reviewed yet), approved, rejected, done or failed."""
     return _job(site.scientist, name).status
 
 
@@ -783,8 +783,10 @@ def result_files(site: Hospital, name: str) -> list[Path]:
         text = err.read_text() if err.is_file() else "(the owner has not shared the error log)"
         tail = _error_tail(text)
         raise JobFailed(f"{site.name}: job {name!r} failed at the owner. Its error:\n{tail}")
+    if st in ("pending", "received"):
+        raise Refused(f"{site.name}: job {name!r} is waiting for the owner's review: no result yet")
     if st != "done":
-        raise Refused(f"{site.name}: job {name!r} is {st}: no result yet")
+        raise Refused(f"{site.name}: job {name!r} is {st} but has not run yet: no result yet")
     with quiet():
         found = [Path(p) for p in job.output_paths if not Path(p).name.startswith("syft.")]
     if not found:

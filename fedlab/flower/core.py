@@ -74,12 +74,10 @@ import hashlib
 import json
 import math
 import numbers
-import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
