@@ -13,8 +13,8 @@ refuses a file that differs, so a corrupted or half-copied file fails loudly
 instead of quietly changing a lesson's numbers. Nothing here touches the
 network, and only :func:`save_digits_file` writes a file (a participant's
 own digits, lesson 11; :func:`load_digits_file` reads them back, checked).
-Parsed arrays are cached in-process and handed out read-only, so no caller can change what the next caller gets; the split
-functions return fresh copies.
+Parsed arrays are cached in-process and handed out read-only, so no caller
+can change what the next caller gets; the split functions return fresh copies.
 
 The folder is :data:`DATASETS_DIR` unless the environment variable
 ``FEDLAB_DATASETS`` names another one.
