@@ -700,11 +700,25 @@ def reject(site: Hospital, name: str, *, reason: str) -> None:
     _sync(site)
 
 
+def _drop_job_venvs(site: Hospital) -> None:
+    """Delete each finished job's ``code/.venv`` at the owner.
+
+    syft-rds leaves a job's environment in the job's folder, inside the owner's
+    SyftBox, where every later sync walks its thousands of files (measured: a
+    round took 34 s instead of 13 s by the third round).
+    """
+    with quiet():
+        for job in site.owner.jobs:
+            venv = Path(job.job_submission_path) / "code" / ".venv"
+            if venv.is_dir():
+                shutil.rmtree(venv, ignore_errors=True)
+
+
 def run_approved(sites: Hospital | Sequence[Hospital], *, share: bool = False, timeout: int = 300) -> float:
     """Each owner runs every job it approved on its private data; returns the seconds.
 
     Several hospitals run at the same time (one thread per owner: each job is
-    its own process). ``share=False`` (the default here) keeps outputs and
+    its own process). Each job's environment is deleted after it ran. ``share=False`` (the default here) keeps outputs and
     logs with the owner until :func:`release`; syft-rds's
     ``share_outputs_with_submitter=True`` would share them as each job ends.
     """
@@ -722,6 +736,7 @@ def run_approved(sites: Hospital | Sequence[Hospital], *, share: bool = False, t
                 for done in [pool.submit(one, site) for site in sites]:
                     done.result()
     for site in sites:
+        _drop_job_venvs(site)
         _sync(site)
     return time.perf_counter() - t0
 

@@ -383,7 +383,7 @@ register(
     ),
     Exercise(
         "06.2",
-        "the update a datasite runs",
+        "the update a job runs at the hospital",
         "hospital_update",
         (
             Test("logreg", _t_update_logreg),
@@ -395,7 +395,7 @@ register(
     ),
     Exercise(
         "06.3",
-        "aggregating the datasites' results",
+        "aggregating the hospitals' results",
         "aggregate_remote",
         (
             Test("weighted_known_answer", _t_agg_known),
