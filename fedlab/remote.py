@@ -477,8 +477,6 @@ def prepare_jobs(*, lock: str | os.PathLike | None = None, out=print) -> float:
            "-d", str(paths["wheels"]), f"syft=={SYFT_VERSION}"]
     if lock.is_file():
         cmd[5:5] = ["-c", str(lock)]
-    if os.environ.get("PIP_FIND_LINKS_WHEELHOUSE"):
-        cmd[5:5] = ["--no-index", "--find-links", os.environ["PIP_FIND_LINKS_WHEELHOUSE"]]
     subprocess.run(cmd, check=True)
     seconds = warm_jobs()
     out(f"lesson 06's jobs: {len(list(paths['wheels'].glob('*.whl')))} wheels in {paths['wheels']}; "
