@@ -1,4 +1,4 @@
-"""fedlab.flower.core without flwr (runs in both environments): records, aggregation, the round rule, configs."""
+"""fedlab.flower.core without flwr (needs only numpy and torch): records, aggregation, the round rule, configs."""
 
 import json
 import sys
