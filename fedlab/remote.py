@@ -716,9 +716,10 @@ def run_approved(sites: Hospital | Sequence[Hospital], *, share: bool = False, t
     """Each owner runs every job it approved on its private data; returns the seconds.
 
     Several hospitals run at the same time (one thread per owner: each job is
-    its own process). Each job's environment is deleted after it ran. ``share=False`` (the default here) keeps outputs and
-    logs with the owner until :func:`release`; syft-rds's
-    ``share_outputs_with_submitter=True`` would share them as each job ends.
+    its own process). Each job's environment is deleted after it ran.
+    ``share=False`` (the default here) keeps outputs and logs with the owner
+    until :func:`release`; syft-rds's ``share_outputs_with_submitter=True``
+    would share them as each job ends.
     """
     sites = [sites] if isinstance(sites, Hospital) else list(sites)
     t0 = time.perf_counter()
