@@ -435,7 +435,8 @@ def private_round(
         config = secagg.Config(num_clients=n, threshold=threshold_for(n), dim=dim, clip=s, frac_bits=frac_bits, bits=b)
         x = np.stack(vectors)
         if secure:
-            res = secagg.run_round(x, config=config, rng=protocol_rng, dropouts=dropouts, on_refusal="return")
+            res = secagg.run_round(x, config=config, rng=protocol_rng, seeded_keys=protocol_rng is not None,
+                                    dropouts=dropouts, on_refusal="return")  # fmt: skip
             sent, refusal = res.bytes_sent, res.refusal
             if res.sum is not None:
                 total, included = res.sum, res.included

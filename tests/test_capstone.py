@@ -49,7 +49,7 @@ def test_protocol_bytes_known_answer():
 def test_protocol_bytes_equal_what_the_real_protocol_counts(n, dim, bits, drops):
     cfg = secagg.Config(num_clients=n, threshold=capstone.threshold_for(n), dim=dim, clip=1.0, bits=bits)
     x = np.random.default_rng(0).uniform(-0.5, 0.5, (n, dim))
-    res = secagg.run_round(x, config=cfg, rng=1, dropouts=drops, on_refusal="return")
+    res = secagg.run_round(x, config=cfg, rng=1, seeded_keys=True, dropouts=drops, on_refusal="return")
     np.testing.assert_array_equal(res.bytes_sent, capstone.protocol_bytes(num_clients=n, dim=dim, bits=bits, dropouts=drops))
 
 
