@@ -44,7 +44,8 @@ def test_a_slice_of_the_grid_is_reproduced_by_its_code():
     c, i, b = 0, 2, 1  # 10 users a round, z = 0.8, 12 bits: the quickest kind of cell
     cell = F.run_cell(grid.config, seed=1, clients_per_round=grid.clients_per_round[c],
                       noise_multiplier=grid.noise_multipliers[i], bits=grid.bits[b])  # fmt: skip
-    assert cell["accuracy"] == grid.accuracy[1, c, i, b].tolist()
+    # float32 training is not bit-identical across CPUs: accuracy to data.GRID_REPRODUCE_ATOL, integers exactly
+    np.testing.assert_allclose(cell["accuracy"], grid.accuracy[1, c, i, b], atol=data.GRID_REPRODUCE_ATOL)
     assert cell["bytes_per_user"] == grid.bytes_per_user[1, c, i, b].tolist()
     assert cell["refused"] == grid.refused[1, c, i, b]
 
