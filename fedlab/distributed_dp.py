@@ -546,7 +546,10 @@ def wrap_probability(
     v = n * mu
 
     def log_f(t):
-        return t * t * sigma2 / 2 + v * (math.cosh(t) - 1) - t * half
+        return t * t * sigma2 / 2 + (v * (math.cosh(t) - 1) if v > 0 else 0.0) - t * half
+
+    def slope(t):
+        return t * sigma2 + (v * math.sinh(t) if v > 0 else 0.0) - half
 
     hi = half / sigma2
     if v > 0:
@@ -554,7 +557,7 @@ def wrap_probability(
     lo = 0.0
     for _ in range(200):  # the derivative t sigma^2 + V sinh t - m/2 increases in t
         mid = 0.5 * (lo + hi)
-        if mid * sigma2 + v * math.sinh(mid) - half > 0:
+        if slope(mid) > 0:
             hi = mid
         else:
             lo = mid
@@ -629,8 +632,10 @@ def make_plan(
     z = _check_noise(noise_multiplier)
     n = validate.positive_int("cohort", cohort)
     lowest = 1 if count_own_share else 2
-    if isinstance(min_survivors, bool) or not isinstance(min_survivors, numbers.Integral) or not (
-        lowest <= min_survivors <= n
+    if (
+        isinstance(min_survivors, bool)
+        or not isinstance(min_survivors, numbers.Integral)
+        or not (lowest <= min_survivors <= n)
     ):
         raise ValueError(
             f"min_survivors={min_survivors!r}: must be an int in [{lowest}, cohort={n}] "
@@ -719,12 +724,14 @@ def encode_client(x, *, plan: Plan, signs, rng: int | np.random.Generator) -> np
     return modular_clip(r, bits=plan.bits)
 
 
-def encode_cohort(x, *, plan: Plan, signs, rngs: Sequence) -> np.ndarray:
+def encode_cohort(x, *, plan: Plan, signs, rngs: Sequence, modular: bool = True) -> np.ndarray:
     """:func:`encode_client` for ``n`` phones at once: ``[n, d] -> [n, d']``, equal to the per-phone loop.
 
     Clipping, rotation and scaling are vectorised; phone ``k`` draws only from ``rngs[k]``, in the
     order :func:`encode_client` does, so the result is bit-for-bit that of the loop
-    (``tests/test_distributed_dp.py`` checks it).
+    (``tests/test_distributed_dp.py`` checks it). ``modular=False`` returns the int64 vectors
+    *before* modular clipping (rounded and noised): their plain sum is what the ring must hold, which
+    is how wrap-around is measured.
     """
     a = _check_rows(x, plan.dim)
     if a.shape[0] != len(rngs):
@@ -734,7 +741,7 @@ def encode_cohort(x, *, plan: Plan, signs, rngs: Sequence) -> np.ndarray:
     r = conditional_round(y, bound=plan.l2_sensitivity, rng=gens, max_tries=plan.max_tries)
     if plan.local_variance > 0:
         r = r + np.stack([skellam_noise(r.shape[1], variance=plan.local_variance, rng=g) for g in gens])
-    return modular_clip(r, bits=plan.bits)
+    return modular_clip(r, bits=plan.bits) if modular else r
 
 
 def modular_sum(encoded, *, bits: int) -> np.ndarray:
