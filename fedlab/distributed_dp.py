@@ -250,12 +250,16 @@ def hadamard(x) -> np.ndarray:
     if d == 0 or d & (d - 1):
         raise ValueError(f"x has {d} coordinates per row: the Hadamard transform needs a power of 2 (pad first)")
     y = a.copy()
+    diff = np.empty((n, d // 2))
     h = 1
-    while h < d:
-        y = y.reshape(n, d // (2 * h), 2, h)
-        y = np.stack((y[:, :, 0, :] + y[:, :, 1, :], y[:, :, 0, :] - y[:, :, 1, :]), axis=2)
+    while h < d:  # stage h: (u, v) -> (u + v, u - v) for the pairs i, i + h of every block of 2h, in place
+        pairs = y.reshape(n, d // (2 * h), 2, h)
+        out = diff.reshape(n, d // (2 * h), h)
+        np.subtract(pairs[:, :, 0, :], pairs[:, :, 1, :], out=out)
+        pairs[:, :, 0, :] += pairs[:, :, 1, :]
+        pairs[:, :, 1, :] = out
         h *= 2
-    y = y.reshape(n, d) / math.sqrt(d)
+    y /= math.sqrt(d)
     return y[0] if one else y
 
 
