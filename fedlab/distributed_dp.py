@@ -77,6 +77,11 @@ least ``min_survivors`` phones; :func:`epsilon` with ``survivors=`` gives the gu
 survive, and :func:`decode` refuses (:class:`NoiseShortfallError`) to release a sum of fewer than
 ``min_survivors`` phones, whose noise is below what the accountant assumed.
 
+A plan is public and fixed before the round's phones are sampled: make it from the expected cohort
+(or a cap the server enforces), never from who was actually sampled, so the mechanism does not depend
+on the sample. Rounds with different plans compose by adding their :func:`rdp` arrays (same orders)
+and converting once with :func:`fedlab.dp.rdp_to_epsilon`.
+
 Conventions: pure functions, keyword-only hyper-parameters, every random choice takes ``rng`` (an
 int seed or a ``numpy.random.Generator``); vectors are float64 or int64 numpy arrays, ring vectors
 use :func:`fedlab.secagg.ring_dtype`. This module imports numpy and fedlab's math modules only.
