@@ -131,11 +131,10 @@ def refuses(num_clients: int, survivors: int) -> bool:
 
 
 def _log_binom_pmf(n: int, p: float) -> np.ndarray:
-    k = np.arange(n + 1)
-    lg = np.vectorize(math.lgamma)
+    k = np.arange(n + 1, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         logp, log1mp = (math.log(p) if p > 0 else -np.inf), (math.log1p(-p) if p < 1 else -np.inf)
-        out = lg(n + 1) - lg(k + 1) - lg(n - k + 1)
+        out = dp._gammaln(np.float64(n + 1)) - dp._gammaln(k + 1) - dp._gammaln(n - k + 1)
         out = out + np.where(k > 0, k * logp, 0.0) + np.where(k < n, (n - k) * log1mp, 0.0)
     return out
 

@@ -237,6 +237,22 @@ def _log_a_frac(q: float, sigma: float, alphas: np.ndarray) -> np.ndarray:
     return np.where(done, out, np.inf)
 
 
+def _rdp_prelude(q, noise_multiplier, steps, orders):
+    """Checked ``(q, sigma, steps, alphas)`` and the RDP where no subsampling bound is needed, else ``None``.
+
+    No steps: 0. No noise: ``inf``. ``q = 1``: the plain Gaussian, ``steps * alpha / (2 sigma^2)``.
+    """
+    q, sigma, steps = _check_q(q), _check_noise(noise_multiplier), _check_steps(steps)
+    alphas = _check_orders(orders)
+    if steps == 0:
+        return q, sigma, steps, alphas, np.zeros_like(alphas)
+    if sigma == 0:
+        return q, sigma, steps, alphas, np.full_like(alphas, np.inf)
+    if q == 1.0:
+        return q, sigma, steps, alphas, steps * alphas / (2 * sigma**2)
+    return q, sigma, steps, alphas, None
+
+
 def compute_rdp(
     *, q: float, noise_multiplier: float, steps: int, orders: Sequence[float] = DEFAULT_ORDERS
 ) -> np.ndarray:
@@ -267,14 +283,9 @@ def compute_rdp(
     (see :func:`_log_a_int` and :func:`_log_a_frac`; Mironov et al. 2019).
 
     """
-    q, sigma, steps = _check_q(q), _check_noise(noise_multiplier), _check_steps(steps)
-    alphas = _check_orders(orders)
-    if steps == 0:
-        return np.zeros_like(alphas)
-    if sigma == 0:
-        return np.full_like(alphas, np.inf)
-    if q == 1.0:
-        return steps * alphas / (2 * sigma**2)
+    q, sigma, steps, alphas, plain = _rdp_prelude(q, noise_multiplier, steps, orders)
+    if plain is not None:
+        return plain
     rdp = np.empty_like(alphas)
     is_int = alphas == np.floor(alphas)
     if is_int.any():
@@ -392,14 +403,9 @@ def compute_rdp_fixed_size(
         ``[len(orders)]`` RDP values.
 
     """
-    q, sigma, steps = _check_q(q), _check_noise(noise_multiplier), _check_steps(steps)
-    alphas = _check_orders(orders)
-    if steps == 0:
-        return np.zeros_like(alphas)
-    if sigma == 0:
-        return np.full_like(alphas, np.inf)
-    if q == 1.0:
-        return steps * alphas / (2 * sigma**2)
+    q, sigma, steps, alphas, plain = _rdp_prelude(q, noise_multiplier, steps, orders)
+    if plain is not None:
+        return plain
     top = int(min(math.ceil(alphas.max()), _WOR_EXACT_UP_TO))
     diffs = _wor_log_forward_diffs(sigma, top)
     cache: dict[int, float] = {}
