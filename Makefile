@@ -12,20 +12,21 @@ PIP_ARGS := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 STAMP := $(VENV)/.installed
 
 # A room without internet: `make wheelhouse` (with internet) writes every wheel
-# both environments need into wheelhouse/; on a participant's laptop
+# the course needs into wheelhouse/; on a participant's laptop
 # `make lab WHEELHOUSE=/media/usb/wheelhouse` installs from that folder only.
 WHEELHOUSE ?=
 WHEELHOUSE_DIR ?= wheelhouse
 PIP_SRC := $(if $(WHEELHOUSE),--no-index --find-links $(abspath $(WHEELHOUSE)),$(PIP_ARGS))
 
-# Lesson 11 and the workshop commands run in a second environment: no flwr
-# release installs beside syft 0.9.5 (numpy 1.24 vs >= 1.26). It is registered
-# as the Jupyter kernel "flower-lesson" of the main environment.
-FLOWER_VENV ?= .venv-flower
-FPY := $(FLOWER_VENV)/bin/python
-FSTAMP := $(FLOWER_VENV)/.installed
+# One environment for the whole course (lessons 00-11, the workshop): syft 0.10
+# and flwr 1.42 install side by side on numpy 2. Lesson 06's jobs run on this
+# same interpreter; `make install` also fills their wheel folder
+# ($(VENV)/fedlab-jobs: syft's wheels for uv, and a warm uv cache) so that no
+# job downloads anything at run time (README, "Lesson 06's jobs").
+JOBS_DIR := $(VENV)/fedlab-jobs
+JOBS_SRC := $(if $(WHEELHOUSE),--no-index --find-links $(abspath $(WHEELHOUSE)),$(PIP_ARGS))
 
-.PHONY: browser-deps lab test install doctor lock bench clean-venv notebooks refresh bench-grade flower lock-flower test-flower wheelhouse
+.PHONY: browser-deps lab test install doctor lock bench clean-venv notebooks refresh bench-grade wheelhouse
 
 install: $(STAMP)
 
@@ -35,21 +36,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check --no-deps $(PIP_SRC) -r requirements.lock
 	$(PY) -m pip check
 	$(PY) -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip download --disable-pip-version-check -q --only-binary=:all: $(JOBS_SRC) -c requirements.lock -d $(JOBS_DIR)/wheels syft==0.10.0
+	FEDLAB_JOBS_DIR=$(abspath $(JOBS_DIR)) $(PY) -m fedlab jobs warm
 	touch $(STAMP)
-
-flower: $(FSTAMP)
-
-$(FSTAMP): requirements-flower.lock pyproject.toml $(STAMP)
-	$(PYTHON) -m venv $(FLOWER_VENV)
-	$(FPY) -m pip install --disable-pip-version-check --no-deps $(PIP_SRC) -r requirements-flower.lock
-	$(FPY) -m pip check
-	$(FPY) -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
-	$(FPY) -m ipykernel install --prefix $(abspath $(VENV)) --name flower-lesson --display-name "Python 3.11 (Flower lesson)"
-	touch $(FSTAMP)
 
 # The learner works in work/ (git-ignored): copies of notebooks/ made once and
 # never overwritten; `make refresh` offers new or updated lessons beside them.
-lab: $(STAMP) $(FSTAMP)
+lab: $(STAMP)
 	$(PY) -m fedlab course workdir --dir work
 	@if [ -f work/00_welcome.ipynb ]; then \
 		$(VENV)/bin/jupyter lab --notebook-dir=work work/00_welcome.ipynb; \
@@ -64,15 +57,9 @@ refresh: $(STAMP)
 notebooks: $(STAMP)
 	$(PY) -m fedlab course build
 
-test: $(STAMP) $(FSTAMP) browser-deps
-	$(PY) -m pytest -n 2 --dist loadfile -m "not flower"
-	$(MAKE) test-flower
-
-# The package's own tests again in the Flower environment (numpy 2, no syft,
-# no JupyterLab): fedlab must work on numpy 1.24 and 2.
-test-flower: $(FSTAMP)
-	$(FPY) -m pytest -n 2 --dist loadfile --ignore=tests/browser -m "not slow and not syft and not browser and not course_env and not flower"
-	$(FPY) -m pytest -n 2 --dist loadfile --ignore=tests/browser -m flower
+# The whole suite, in the one environment (the Flower tests included).
+test: $(STAMP) browser-deps
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # Browser tests drive JupyterLab in Debian's Chromium (never `playwright install`,
 # which downloads a browser). Installing it needs root (CI runs as root); on a
@@ -104,22 +91,15 @@ lock:
 	rm -rf .venv-lock
 	$(PY) -m fedlab lock-env
 
-lock-flower:
-	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/pip install $(PIP_ARGS) -r requirements-flower.in
-	.venv-lock/bin/pip freeze --all --exclude pip --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements-flower.lock
-	rm -rf .venv-lock
-
-# Every wheel of requirements.lock and requirements-flower.lock (sdists built
-# into wheels), plus the fedlab-workbook wheel, for this machine's platform
-# (OS, CPU, Python 3.11). The two locks pin different numpy versions, so they
-# are fetched one after the other; pip wheel reuses what is already there.
+# Every wheel of requirements.lock (sdists built into wheels), plus the
+# fedlab-workbook wheel, for this machine's platform (OS, CPU, Python 3.11).
+# Lesson 06's job wheels are a subset of the lock, so `make install
+# WHEELHOUSE=...` fills the jobs' folder from here too.
 wheelhouse: $(STAMP)
 	mkdir -p $(WHEELHOUSE_DIR)
 	$(PY) -m pip wheel --disable-pip-version-check --no-deps $(PIP_ARGS) -w $(WHEELHOUSE_DIR) -r requirements.lock
-	$(PY) -m pip wheel --disable-pip-version-check --no-deps $(PIP_ARGS) -w $(WHEELHOUSE_DIR) -r requirements-flower.lock
 	$(PY) -m pip wheel --disable-pip-version-check --no-deps --no-build-isolation -w $(WHEELHOUSE_DIR) .
 	@du -sh $(WHEELHOUSE_DIR); ls $(WHEELHOUSE_DIR) | wc -l | sed 's/$$/ wheels/'
 
 clean-venv:
-	rm -rf $(VENV) $(FLOWER_VENV)
+	rm -rf $(VENV)

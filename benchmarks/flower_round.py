@@ -4,9 +4,9 @@ The same task both ways: lesson 11's app (logistic regression on the digits,
 3 IID shards, E=2, B=32, lr=0.5), the same seed, no client-side evaluation.
 Prints the federation start-up (SuperLink healthy, all nodes active), the
 mean seconds per round of each, their ratio, and whether the final
-parameters agree. Run it in the Flower environment:
+parameters agree. Run it in the course environment:
 
-    .venv-flower/bin/python benchmarks/flower_round.py [--rounds 3] [--nodes 3]
+    .venv/bin/python benchmarks/flower_round.py [--rounds 3] [--nodes 3]
 
 The last line is one JSON object.
 """

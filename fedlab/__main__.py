@@ -7,8 +7,10 @@
 ``course workdir``   copy notebooks/ into work/ for the learner, never overwriting
 ``course refresh``   copy new lessons into work/ and offer updated ones beside the learner's
 ``grade``            grade submitted notebooks (see ``python -m fedlab grade --help``)
-``workshop``         the live room federation: ``serve`` / ``join`` (Flower environment only;
-                     see ``python -m fedlab workshop --help`` and docs/instructor-guide.md)
+``jobs prepare``     fill lesson 06's job wheel folder (needs the package index once) and warm uv's cache
+``jobs warm``        build one job environment offline from that folder (``make install`` runs it)
+``workshop``         the live room federation: ``serve`` / ``join`` (see
+                     ``python -m fedlab workshop --help`` and docs/instructor-guide.md)
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     doc = sub.add_parser("doctor", help="check the environment, datasets and syft")
     doc.add_argument("--no-syft", action="store_true", help="skip the (20 s) syft import check")
     sub.add_parser("lock-env", help="write environment.yml from requirements.lock")
+    jobs = sub.add_parser("jobs", help="lesson 06's offline job set-up: prepare / warm")
+    jobs.add_argument("action", choices=("prepare", "warm"))
     _add_course(sub)
     from fedlab import grader
 
     grader.add_arguments(sub.add_parser("grade", help="grade submitted notebooks in fresh kernels"))
-    ws = sub.add_parser("workshop", add_help=False, help="live room federation: serve / join (Flower environment)")
+    ws = sub.add_parser("workshop", add_help=False, help="live room federation: serve / join")
     ws.add_argument("workshop_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command == "doctor":
@@ -44,6 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         (environment.ROOT / "environment.yml").write_text(environment.environment_yml(environment.LOCK.read_text()))
         print(f"wrote {environment.ROOT / 'environment.yml'}")
         return 0
+    if args.command == "jobs":
+        from fedlab import remote
+
+        if args.action == "prepare":
+            remote.prepare_jobs()
+        else:
+            print(f"lesson 06's jobs: an offline job environment builds in {remote.warm_jobs():.2f} s "
+                  f"(wheels and uv cache in {remote.job_paths()['root']})")
+        return 0
     if args.command == "course":
         return _run_course(args)
     if args.command == "grade":
@@ -54,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_workshop(rest: list[str]) -> int:
-    # fedlab.workshop imports only the standard library at import time; flwr lives in .venv-flower only.
+    # fedlab.workshop imports only the standard library at import time (flwr only when it runs).
     from fedlab import workshop
 
     if not workshop.flower_available():

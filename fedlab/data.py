@@ -11,9 +11,10 @@ folder, each with a datasheet next to it:
 Every load reads the file, checks its sha256 against the constant below and
 refuses a file that differs, so a corrupted or half-copied file fails loudly
 instead of quietly changing a lesson's numbers. Nothing here touches the
-network or writes a file. Parsed arrays are cached in-process and handed out
-read-only, so no caller can change what the next caller gets; the split
-functions return fresh copies.
+network, and only :func:`save_digits_file` writes a file (a participant's
+own digits, lesson 11; :func:`load_digits_file` reads them back, checked).
+Parsed arrays are cached in-process and handed out read-only, so no caller
+can change what the next caller gets; the split functions return fresh copies.
 
 The folder is :data:`DATASETS_DIR` unless the environment variable
 ``FEDLAB_DATASETS`` names another one.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,9 @@ ENV_VAR = "FEDLAB_DATASETS"
 DIGITS_FILE = "digits.csv"
 DIGITS_SHA256 = "7a93e51f73dadeb4429b4fc0718b334d12864332b906bdf44f9da7599a7e0e01"
 DIGITS_SIZE = 265_358
+
+DIGITS_FEATURES, DIGITS_CLASSES = 64, 10
+"""An 8x8 digit is 64 features in [0, 1]; labels are 0..9."""
 
 HEALTH_FILE = "health.csv"
 HEALTH_SHA256 = "57ed17eb11745b7997774a15c3210602eb66f44393cc481ea2d2d99c36d2bda3"
@@ -322,6 +327,57 @@ def load_digits() -> Dataset:
     _, raw = _read_verified("digits")
     x, y, names = _cached(("digits", DIGITS_SHA256), lambda: _parse_digits(raw))
     return Dataset(name="digits", x=x, y=y, feature_names=names, num_classes=10)
+
+
+# ---- a participant's own digits (the .npz a workshop node reads; the digit pad writes it) ------------
+
+
+def check_digits_xy(x, y, *, where: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    """``x`` ``[n, 64]`` finite floats and ``y`` ``[n]`` ints in 0..9, n >= 1; returns float32 / int64."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 2 or x.shape[1] != DIGITS_FEATURES or x.dtype.kind not in "fiu":
+        raise ValueError(f"{where}: x has shape {x.shape} and dtype {x.dtype}: expected [n, {DIGITS_FEATURES}] floats")
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise ValueError(f"{where}: y has shape {y.shape} and dtype {y.dtype}: expected [n] int labels")
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"{where}: x has {x.shape[0]} rows and y {y.shape[0]}: expected the same n >= 1")
+    if y.min() < 0 or y.max() >= DIGITS_CLASSES:
+        raise ValueError(f"{where}: y has labels in [{y.min()}, {y.max()}]: expected 0..{DIGITS_CLASSES - 1}")
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{where}: x has NaN or infinite values: expected finite numbers")
+    return x, y.astype(np.int64)
+
+
+def load_digits_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A participant's own digits (lesson 11): an ``.npz`` with ``x`` ``[n, 64]`` and ``y`` ``[n]``."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ValueError(f"data-file={str(path)!r}: no such file (an .npz with arrays x [n, 64] and y [n])")
+    try:
+        z = np.load(p, allow_pickle=False)
+        files = list(z.files) if isinstance(z, np.lib.npyio.NpzFile) else None
+        arrays = {k: z[k] for k in ("x", "y") if files is not None and k in files}
+        if files is not None:
+            z.close()
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"data-file={str(path)!r}: not a readable .npz file ({err})") from None
+    if files is None:
+        raise ValueError(f"data-file={str(path)!r}: holds one array, not an .npz with arrays x and y")
+    missing = sorted({"x", "y"} - set(files))
+    if missing:
+        raise ValueError(f"data-file={str(path)!r} has arrays {sorted(files)}: missing {missing}")
+    x, y = arrays["x"], arrays["y"]
+    return check_digits_xy(x, y, where=f"data-file={str(path)!r}")
+
+
+def save_digits_file(path: str | os.PathLike, x, y) -> Path:
+    """Write ``x`` (float32 ``[n, 64]``) and ``y`` (int64 ``[n]``) as the ``.npz`` a ``data-file`` node reads."""
+    x, y = check_digits_xy(x, y, where="save_digits_file")
+    p = Path(path)
+    with open(p, "wb") as f:  # a file object, so numpy does not append ".npz" to the name
+        np.savez(f, x=x, y=y)
+    return p
 
 
 def _parse_health(raw: bytes, standardize: bool) -> dict[str, np.ndarray]:

@@ -126,6 +126,7 @@ def doctor(*, check_syft: bool = True, out=print) -> int:
         "opacus",
         "dp-accounting",
         "cryptography",
+        "flwr",
     ):
         try:
             have = importlib.metadata.version(name)
@@ -145,50 +146,64 @@ def doctor(*, check_syft: bool = True, out=print) -> int:
     for name, ok, message in data.verify_all():
         report(ok, f"dataset {name}: {message}")
     if check_syft:
-        if importlib.util.find_spec("syft") is None:
-            report(False, "syft is not installed: lesson 06 needs syft 0.9.5 (make lab installs it)")
-        else:
-            code = "import syft, sys; sys.stdout.write(syft.__version__)"
-            try:
-                res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
-                if res.returncode == 0:
-                    report(res.stdout.strip() == "0.9.5", f"syft {res.stdout.strip()} imports (lesson 06 needs 0.9.5)")
-                else:
-                    last = (res.stderr.strip().splitlines() or ["?"])[-1]
-                    report(False, f"syft does not import: {last}")
-            except subprocess.TimeoutExpired:
-                report(False, "syft took over 180 s to import")
-    _check_flower(report)
+        _check_syft(report)
+    _check_jobs(report)
     out(f"{problems} problem(s) found" if problems else "All good: open lesson 00.")
     return problems
 
 
-FLOWER_KERNEL = "flower-lesson"
-"""The Jupyter kernel of the Flower environment (``.venv-flower``) that lesson 11 names."""
+def _check_syft(report) -> None:
+    """Lesson 06's syft 0.10 and syft-rds import (in a fresh process, so a broken install shows)."""
+    from fedlab import remote
 
-
-def _check_flower(report) -> None:
-    """Lesson 11's second environment: flwr here, or the ``flower-lesson`` kernel and its Python."""
-    if importlib.util.find_spec("flwr") is not None:
-        report(None, f"flwr {importlib.metadata.version('flwr')} (this is the Flower environment)")
+    if importlib.util.find_spec("syft") is None or importlib.util.find_spec("syft_rds") is None:
+        report(False, f"syft / syft-rds are not installed: lesson 06 needs syft {remote.SYFT_VERSION} (make install)")
         return
+    code = "import syft, syft_rds, sys; sys.stdout.write(syft.__version__)"
     try:
-        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-    except ImportError:
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        report(False, "syft took over 180 s to import")
         return
-    try:
-        spec = KernelSpecManager().get_kernel_spec(FLOWER_KERNEL)
-    except NoSuchKernel:
-        report(False, f"no Jupyter kernel {FLOWER_KERNEL!r}: lesson 11 needs the Flower env (run `make flower`)")
-        return
-    python = spec.argv[0]
-    code = "import importlib.metadata as m, sys; sys.stdout.write(m.version('flwr'))"
-    try:
-        res = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        report(False, f"the {FLOWER_KERNEL!r} kernel's Python {python} does not run ({err}): run `make flower`")
-        return
-    if res.returncode != 0:
-        report(False, f"the {FLOWER_KERNEL!r} kernel's Python {python} has no flwr: run `make flower`")
+    if res.returncode == 0:
+        have = res.stdout.strip()
+        report(have == remote.SYFT_VERSION, f"syft {have} and syft-rds import (lesson 06 needs {remote.SYFT_VERSION})")
     else:
-        report(True, f"Flower environment for lesson 11: flwr {res.stdout.strip()} ({python})")
+        last = (res.stderr.strip().splitlines() or ["?"])[-1]
+        report(False, f"syft does not import: {last}")
+
+
+def _check_jobs(report) -> None:
+    """Lesson 06's jobs, offline: uv, the interpreter they run on, the wheel folder (one line each)."""
+    from fedlab import remote
+
+    uv = remote.uv_binary()
+    if uv is None:
+        report(False, "uv: not found; lesson 06's jobs build their environment with it (make install installs it)")
+    else:
+        try:
+            res = subprocess.run([str(uv), "--version"], capture_output=True, text=True, timeout=30)
+            ok = res.returncode == 0
+            report(ok, f"uv: {res.stdout.strip() or res.stderr.strip()} ({uv})")
+        except (OSError, subprocess.TimeoutExpired) as err:
+            report(False, f"uv at {uv} does not run ({err})")
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    report(
+        True,
+        f"jobs' interpreter: this Python {platform.python_version()} ({sys.executable}); lesson 06's jobs run on it, "
+        "with the course's packages (no Python 3.12 needed)",
+    )
+    wheels = remote.job_paths()["wheels"]
+    found = sorted(wheels.glob("*.whl")) if wheels.is_dir() else []
+    syft = [w for w in found if w.name.startswith(f"syft-{remote.SYFT_VERSION}-")]
+    native = [w for w in found if f"-{tag}-" in w.name]
+    if not syft:
+        report(False, f"jobs' wheel folder: no syft {remote.SYFT_VERSION} wheel in {wheels}: run `make install` "
+               "(or `python -m fedlab jobs prepare`) once with internet")
+    elif not native:
+        report(False, f"jobs' wheel folder {wheels} has no {tag} wheels: it was made for another Python; "
+               "rerun `python -m fedlab jobs prepare`")
+    else:
+        cache = remote.job_paths()["cache"]
+        warm = "warm" if cache.is_dir() and any(cache.iterdir()) else "cold (the first job takes ~10 s)"
+        report(True, f"jobs' wheel folder: {len(found)} wheels in {wheels}, uv cache {warm}")

@@ -1,12 +1,13 @@
-"""Remote data with PySyft 0.9.5: datasites, mock and private assets, code requests, FedAvg across hospitals.
+"""Remote data with PySyft 0.10 (syft-rds): datasets with mock and private files, jobs, FedAvg across hospitals.
 
-A *datasite* is a server that holds a data owner's (a hospital's) datasets.
-Each asset has two versions: the **private** data, which never leaves the
-datasite, and a **mock** with the same schema and shape but made-up values,
-which any registered data scientist may read. A scientist explores the mock,
-writes a function, and submits it as a **code request**; the owner reviews the
-code and approves or denies it (with a reason). Only after approval may the
-function run on the private data, and only its *result* leaves the datasite.
+A data owner (a hospital) publishes a **dataset**: a **private** file that
+never leaves the owner's machine and a **mock** with the same schema and
+made-up values, which the data scientists it is shared with receive. A
+scientist explores the mock, writes a **job** (a Python script, or a folder
+with one), and submits it. The owner reads the code and **approves** or
+**rejects** it with a reason the scientist sees. Approving does not run it: the
+owner runs the approved jobs (``process_approved_jobs``) on the private file,
+and only what a job writes to ``outputs/`` - and its logs - can be shared back.
 
 This module is the only one in :mod:`fedlab` that imports syft, and it does so
 lazily (:func:`load_syft`), so ``import fedlab.remote`` is as light as the rest
@@ -17,59 +18,74 @@ and its tests. It has two halves:
 The math (no syft)
     :func:`make_mock` (a mock with the private data's schema and marginals),
     :func:`pack` / :func:`unpack` (features and label in one array, the form
-    an asset takes), :func:`hospital_update` (what a datasite runs for one
+    a dataset file takes), :func:`hospital_update` (what a job runs for one
     FedAvg client update: the course's :func:`fedlab.fedavg.client_update`
     returning only ``delta``, ``n`` and ``loss``), :func:`aggregate_remote`
-    (FedAvg's weighted average over those results), :func:`site_seed` and
-    :func:`owner_guard` (an owner's execution-count check).
+    (FedAvg's weighted average over those results), :func:`site_seed`,
+    :func:`release_check` (the owner's look at a job's outputs and log before
+    sharing them), and the job files (:func:`write_update_job`,
+    :func:`save_result`, :func:`load_result`).
 
 The syft plumbing
-    :func:`load_syft`; :func:`launch` / :func:`land` / :func:`datasites`
-    (in-process datasites with unique names, so runs never share state, landed
-    and deleted on exit); the owner's :func:`upload`, :func:`add_scientist`,
-    :func:`review`, :func:`approve`, :func:`deny` / :func:`close` and
-    :func:`request_history`; the scientist's :func:`asset`, :func:`send`,
-    :func:`request` and :func:`run`; :func:`update_config` and
-    :func:`update_on_datasite` (the training request); and
-    :func:`fedavg_round` (one round of FedAvg over several datasites, every
-    update approved by its owner). Everything syft prints, logs or displays
-    during these calls is captured (:func:`quiet`, :func:`messages`) so
-    notebooks stay readable; errors are raised with syft's own message.
+    :func:`load_syft`; :func:`connect` / :func:`hospitals` (an owner and the
+    scientist in this one process, joined by syft's in-memory stand-in for its
+    Google Drive transport, each in a fresh folder); the owner's
+    :func:`publish`, :func:`review`, :func:`approve`, :func:`reject`,
+    :func:`run_approved` and :func:`release`; the scientist's :func:`mock_file`,
+    :func:`submit`, :func:`status` and :func:`result`; :func:`fedavg_round`
+    (one round of FedAvg over several hospitals, each local update an
+    approved job). What syft prints is captured (:func:`quiet`) so notebooks
+    stay readable; errors are raised with syft's message or the job's.
 
-What syft 0.9.5 does **not** do (measured; see ``tests/test_remote.py``): it
-does not enforce its single-use output policy. ``OutputPolicyExecuteOnce``
-counts the runs, but ``UserCodeService.is_execution_allowed`` ignores the
-``False`` its ``is_valid`` returns, so an approved "single-use" function can
-run again and again on the private data. Nor does syft keep a privacy budget.
-An owner who wants one run per approval has to check the execution count
-(:func:`request_history`, :func:`owner_guard`) and revoke the approval
-(:func:`close`) themselves.
+Where a job runs (decided here, measured in README "Lesson 06's jobs"): syft-rds
+writes every job a ``run.sh`` that makes a fresh environment with
+``uv venv --python 3.12`` and ``uv pip install "syft==0.10.0"``, then runs the
+script. The course runs on Python 3.11 (its torch wheel), and a job must run
+lesson 02's torch ``client_update`` with no download, so :func:`submit` names
+the course's own interpreter where syft-rds names 3.12 (the module constant
+``syft_job.client.RUN_SCRIPT_PYTHON_VERSION``, read when a job is written), and
+:func:`job_environment` gives the owner's job runner an offline uv (the wheel
+folder ``make install`` fills, :func:`job_paths`) and the course's packages on
+``PYTHONPATH``. So a job builds its environment in well under a second from
+the warm uv cache and imports the same torch, numpy and fedlab as the lesson.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
+import io
+import json
 import logging
+import os
 import re
+import shutil
+import site as pysite
+import subprocess
+import sys
+import tempfile
 import time
-import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fedlab import fedavg, models, seeding, validate
 
-ADMIN_EMAIL = "info@openmined.org"
-ADMIN_PASSWORD = "changethis"  # noqa: S105 - syft 0.9.5's default for a fresh in-process datasite
+SYFT_VERSION = "0.10.0"
+"""The syft release lesson 06 teaches (with syft-rds 0.6.1)."""
 DATASET = "health"
-ASSET = "xy"
-STATUSES = ("pending", "approved", "denied")
-ACTIONS = ("keep", "close", "alert")
+FILE = "xy.npy"
+"""Each hospital's dataset is one file: ``[n, d + 1]`` float32, features then the label (:func:`pack`)."""
+SCIENTIST = "scientist@uni.edu"
+RESULT = "result.json"
+"""The one file an update job writes to ``outputs/``."""
+JOBS_DIR_VAR = "FEDLAB_JOBS_DIR"
+"""Environment variable naming the jobs' folder (wheels and uv cache); default ``<sys.prefix>/fedlab-jobs``."""
 
 
 # ================================================================================================
@@ -187,42 +203,129 @@ def site_seed(seed: int, round: int, site: int) -> int:
     return int(seeding.derive(seed, round, site).integers(0, 2**31 - 1))
 
 
-def owner_guard(history: Sequence[Mapping], *, limit: int = 1) -> dict[str, str]:
-    """What an owner should do about each code request, given how often each has run.
+def release_check(files: Mapping[str, bytes], log: str, *, expected: Collection[str]) -> str | None:
+    """The owner's look at a finished job before sharing it: ``None`` to release, else the reason to hold it.
 
     Parameters
     ----------
-    history
-        One record per request, e.g. from :func:`request_history`:
-        ``{"function": name, "status": "pending" | "approved" | "denied", "runs": int}``.
-    limit
-        Runs the owner allows per approval (1 for single use).
+    files
+        What the job wrote to ``outputs/``: ``{file name: its bytes}``.
+    log
+        What the job printed (its ``stdout.txt``): it travels with the outputs.
+    expected
+        The output files the owner approved, e.g. ``{"result.json"}``.
 
     Returns
     -------
-    dict
-        ``function -> action``:
-
-        - ``"alert"`` if it ran more than ``limit`` times (whatever its status
-          now): more results left than the owner agreed to; close it and find out why;
-        - ``"close"`` if it is approved and has used up its ``limit`` runs:
-          revoke the approval before it runs again;
-        - ``"keep"`` otherwise (pending, denied, or runs left).
+    str or None
+        The first problem found, in this order: an output file nobody asked
+        for (``"unexpected output ..."``), an expected file missing
+        (``"missing output ..."``), a non-empty log (``"the log has N
+        line(s) ..."``: a print is a disclosure too); ``None`` if none.
 
     """
-    validate.positive_int("limit", limit)
-    actions = {}
-    for i, rec in enumerate(history):
-        status, runs = rec["status"], rec["runs"]
-        validate.one_of(f"history[{i}]['status']", status, STATUSES)
-        validate.positive_int(f"history[{i}]['runs']", runs, minimum=0)
-        if runs > limit:
-            actions[rec["function"]] = "alert"
-        elif status == "approved" and runs >= limit:
-            actions[rec["function"]] = "close"
-        else:
-            actions[rec["function"]] = "keep"
-    return actions
+    if not isinstance(files, Mapping):
+        raise ValueError(f"files={type(files).__name__}: must map output file names to their bytes")
+    if not isinstance(log, str):
+        raise ValueError(f"log={type(log).__name__}: must be the job's printed text (a str, '' if silent)")
+    expected = set(expected)
+    unexpected = sorted(set(files) - expected)
+    if unexpected:
+        return f"unexpected output {unexpected}: only {sorted(expected)} were approved"
+    missing = sorted(expected - set(files))
+    if missing:
+        return f"missing output {missing}: the job did not write what was approved"
+    lines = [line for line in log.splitlines() if line.strip()]
+    if lines:
+        return f"the log has {len(lines)} line(s) the scientist would read with the result: a print is a disclosure"
+    return None
+
+
+# ---- the job's files --------------------------------------------------------------------------------
+
+UPDATE_JOB = '''\
+"""FedAvg client update on this hospital's private records (fedlab lesson 06); writes outputs/result.json."""
+import json
+
+import numpy as np
+import syft as sy
+
+from fedlab import engine, remote
+
+with open("config.json") as f:
+    config = json.load(f)
+params = [np.asarray(p, dtype=np.float32) for p in config["params"]]  # the global model
+xy = np.load(sy.resolve_dataset_file_path(config["dataset"]))  # the private file here, the mock elsewhere
+with engine.torch_threads(1):  # a small model: one thread is fastest
+    result = remote.hospital_update(
+        xy, params, spec=remote.spec_from_json(config["spec"]), epochs=config["epochs"],
+        batch_size=config["batch_size"], lr=config["lr"], seed=config["seed"],
+    )
+remote.save_result("outputs/result.json", result)  # only the delta, n and loss leave
+'''
+"""The update job's ``main.py``: what the owner reads before approving (``review``)."""
+
+
+def write_update_job(
+    folder: str | os.PathLike,
+    spec: models.ModelSpec,
+    params: list,
+    *,
+    epochs: int,
+    batch_size: int | None,
+    lr: float,
+    seed: int,
+    dataset: str = DATASET,
+) -> Path:
+    """Write an update job's folder: ``main.py`` (:data:`UPDATE_JOB`) and ``config.json`` (the model and settings).
+
+    Everything is text: syft 0.10 syncs a job's files as UTF-8 (a binary file
+    in a job fails to submit), and a float32 written as JSON reads back exactly.
+
+    The folder is what :func:`submit` sends; returns it. It must not exist yet
+    or be empty.
+    """
+    params = models.check_params(spec, params)
+    validate.positive_int("epochs", epochs)
+    validate.positive_float("lr", lr)
+    validate.positive_int("seed", seed, minimum=0)
+    if batch_size is not None:
+        validate.positive_int("batch_size", batch_size)
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise ValueError(f"folder={str(folder)!r} is not empty: a job folder holds only the job's files")
+    folder.mkdir(parents=True, exist_ok=True)
+    spec_dict = dataclasses.asdict(spec)
+    spec_dict["hidden"] = list(spec_dict["hidden"])
+    config = {"dataset": dataset, "spec": spec_dict, "epochs": epochs, "batch_size": batch_size, "lr": float(lr),
+              "seed": int(seed), "params": [p.tolist() for p in params]}
+    (folder / "main.py").write_text(UPDATE_JOB)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def spec_from_json(d: Mapping) -> models.ModelSpec:
+    """The :class:`fedlab.models.ModelSpec` a job's ``config.json`` describes (``hidden`` as a list there)."""
+    return models.ModelSpec(**{**d, "hidden": tuple(d.get("hidden", ()))})
+
+
+def save_result(path: str | os.PathLike, result: Mapping) -> Path:
+    """Write a :func:`hospital_update` result as JSON ``{"delta": [nested lists], "n", "loss"}`` (float32 exact)."""
+    missing = {"delta", "n", "loss"} - set(result)
+    if missing:
+        raise ValueError(f"result lacks {sorted(missing)}: it needs delta, n and loss")
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    delta = [np.asarray(d, dtype=np.float32).tolist() for d in result["delta"]]
+    p.write_text(json.dumps({"delta": delta, "n": int(result["n"]), "loss": float(result["loss"])}))
+    return p
+
+
+def load_result(path: str | os.PathLike) -> dict:
+    """Read :func:`save_result`'s file back: ``{"delta": [float32 arrays], "n": int, "loss": float}``."""
+    raw = json.loads(Path(path).read_text())
+    return {"delta": [np.asarray(d, dtype=np.float32) for d in raw["delta"]], "n": int(raw["n"]),
+            "loss": float(raw["loss"])}
 
 
 # ================================================================================================
@@ -231,399 +334,495 @@ def owner_guard(history: Sequence[Mapping], *, limit: int = 1) -> dict[str, str]
 
 
 class Refused(RuntimeError):
-    """A datasite did not return a result; the message is syft's.
+    """A hospital did not return a result: the job is pending, approved but not run yet, or was rejected.
 
-    The request is pending, was denied or revoked (the owner's reason is in the
-    message), or its code raised on the datasite (syft does not show the
-    scientist that traceback: it could contain private data).
+    A rejection's message carries the owner's reason. A rejected job never runs,
+    so it has no outputs to read.
     """
 
 
+class JobFailed(RuntimeError):
+    """An approved job raised at the owner; the message ends with the error it printed (its ``stderr``)."""
+
+
 def load_syft():
-    """Import syft 0.9.5 (once; ~5-20 s) with its loggers silenced, and return the module.
+    """Import syft 0.10 and syft-rds (once; about 1-2 s) with their loggers silenced, and return syft.
 
     A lesson calls ``sy = remote.load_syft()`` instead of ``import syft as sy``.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import syft as sy
-    if not sy.__version__.startswith("0.9."):
-        raise ImportError(f"syft {sy.__version__} is installed: lesson 06 needs syft 0.9.5 (see README, Install)")
-    logging.getLogger("syft").setLevel(logging.CRITICAL + 1)
+        import syft_rds  # noqa: F401 - the datasets-and-jobs client
+    if sy.__version__ != SYFT_VERSION:
+        raise ImportError(
+            f"syft {sy.__version__} is installed: lesson 06 needs syft {SYFT_VERSION} (see README, Install)"
+        )
+    for name in ("syft", "syft_rds", "syft_job", "syft_dataset", "httpx", "googleapiclient"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return sy
 
 
 @contextlib.contextmanager
-def quiet() -> Iterator[Any]:
-    """Capture what syft prints, logs to stderr, warns or displays (HTML) inside the block.
+def quiet() -> Iterator[io.StringIO]:
+    """Capture what syft prints (progress lines, emoji banners) inside the block; yields the captured text.
 
-    Yields IPython's capture object (``.stdout``, ``.stderr``, ``.outputs``) for
-    whoever wants to look. If the block raises, the last lines syft printed are
-    attached to the exception as a note. The root logger's level (which a
-    datasite's start-up changes) is restored afterwards.
+    Inside the block syft-rds does not sync on every read (``PRE_SYNC=false``):
+    this module syncs both sides itself after every change, once. If the
+    block raises, the last lines syft printed are attached to the exception.
     """
-    from IPython.utils.capture import capture_output
-
-    root = logging.getLogger()
-    level = root.level
+    buf = io.StringIO()
+    saved = os.environ.get("PRE_SYNC")
+    os.environ["PRE_SYNC"] = "false"
     try:
-        with capture_output() as cap, warnings.catch_warnings():
+        with contextlib.redirect_stdout(buf), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:
-                yield cap
-            except BaseException as err:
-                tail = (cap.stdout + cap.stderr).strip()[-1500:]
-                if tail and isinstance(err, Exception) and not isinstance(err, Refused):
-                    err.add_note(f"syft printed (last lines):\n{tail}")
-                raise
+            yield buf
+    except Exception as err:
+        tail = buf.getvalue().strip()[-1500:]
+        if tail and not isinstance(err, Refused | JobFailed):
+            err.add_note(f"syft printed (last lines):\n{tail}")
+        raise
     finally:
-        root.setLevel(level)
+        if saved is None:
+            os.environ.pop("PRE_SYNC", None)
+        else:
+            os.environ["PRE_SYNC"] = saved
 
 
-def messages(capture) -> list[str]:
-    """The one-line messages syft printed or displayed inside a :func:`quiet` block (``"SyftError: ..."``).
+# ---- where jobs run ------------------------------------------------------------------------------
 
-    In a notebook syft *displays* them (rich output); in a script it prints them.
+
+def job_paths() -> dict[str, Path]:
+    """The jobs' folder and its parts: ``{"root", "wheels", "cache"}``.
+
+    ``root`` is ``$FEDLAB_JOBS_DIR`` or ``<sys.prefix>/fedlab-jobs`` (inside the
+    course's venv); ``make install`` fills ``wheels`` (syft and its
+    dependencies for this Python) and warms ``cache`` (uv's cache).
     """
-    found = [o.data["text/plain"] for o in capture.outputs if "text/plain" in getattr(o, "data", {})]
-    found += [
-        line for line in capture.stdout.splitlines() if re.match(r"Syft(Error|Warning|Info|Success|Notice):", line)
-    ]
-    return [m.strip() for m in found if m.strip().startswith("Syft")]
+    root = Path(os.environ.get(JOBS_DIR_VAR) or Path(sys.prefix) / "fedlab-jobs")
+    return {"root": root, "wheels": root / "wheels", "cache": root / "uv-cache"}
 
 
-def _syft_message(err: BaseException) -> str:
-    """Return syft's public message without its ``<class '...'>`` prefix."""
-    text = getattr(err, "public_message", None) or str(err)
-    return re.sub(r"^<class '[\w.]+'>\s*", "", str(text)).strip()
+def uv_binary() -> Path | None:
+    """The ``uv`` executable of the course's environment (the ``uv`` package), else the one on PATH."""
+    with contextlib.suppress(ImportError, FileNotFoundError):
+        import uv
+
+        return Path(uv.find_uv_bin())
+    found = shutil.which("uv")
+    return Path(found) if found else None
 
 
-def _raise_if_error(result, what: str):
-    """Raise the ``SyftError`` that syft 0.9.5 sometimes returns instead of raising."""
-    if type(result).__name__ == "SyftError":
-        raise RuntimeError(f"{what}: {getattr(result, 'message', result)}")
-    return result
+def job_env() -> dict[str, str]:
+    """The variables :func:`job_environment` sets for the owner's job runner (a job inherits them).
+
+    uv offline from the wheel folder and the warm cache, never downloading a
+    Python; the course's ``uv`` first on ``PATH``; the course's own packages
+    (and fedlab's source folder) on ``PYTHONPATH``, so a job imports the
+    lesson's torch, numpy and fedlab without installing them.
+    """
+    paths = job_paths()
+    uv = uv_binary()
+    if uv is None:
+        raise RuntimeError("uv is not installed: lesson 06's jobs need it (make install installs it)")
+    if not paths["wheels"].is_dir() or not any(paths["wheels"].glob("syft-*.whl")):
+        raise RuntimeError(
+            f"no syft wheel in {paths['wheels']}: lesson 06's jobs install syft from there with no network. "
+            "Run `make install` (or `python -m fedlab jobs prepare`) once with internet"
+        )
+    fedlab_root = str(Path(__file__).resolve().parent.parent)
+    packages = [p for p in pysite.getsitepackages() if Path(p).is_dir()]
+    return {
+        "PATH": os.pathsep.join([str(uv.parent), os.environ.get("PATH", "")]),
+        "PYTHONPATH": os.pathsep.join([fedlab_root, *packages]),
+        "UV_OFFLINE": "1",
+        "UV_NO_INDEX": "1",
+        "UV_FIND_LINKS": str(paths["wheels"]),
+        "UV_CACHE_DIR": str(paths["cache"]),
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_NO_PROGRESS": "1",
+    }
+
+
+@contextlib.contextmanager
+def job_environment() -> Iterator[dict[str, str]]:
+    """Set :func:`job_env` in ``os.environ`` for the block (the job runner copies it), then restore it."""
+    env = job_env()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def prepare_jobs(*, lock: str | os.PathLike | None = None, out=print) -> float:
+    """Fill the wheel folder (needs the package index once) and warm uv's cache; returns the seconds.
+
+    ``pip download syft==0.10.0`` for this interpreter, constrained to the
+    course's ``requirements.lock``, into :func:`job_paths` ``["wheels"]``; then
+    one job environment is built *offline* from it exactly as a job's
+    ``run.sh`` builds it, which proves the offline path and warms the cache.
+    """
+    t0 = time.perf_counter()
+    paths = job_paths()
+    paths["wheels"].mkdir(parents=True, exist_ok=True)
+    lock = Path(lock) if lock is not None else Path(__file__).resolve().parent.parent / "requirements.lock"
+    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q", "--only-binary=:all:",
+           "-d", str(paths["wheels"]), f"syft=={SYFT_VERSION}"]
+    if lock.is_file():
+        cmd[5:5] = ["-c", str(lock)]
+    subprocess.run(cmd, check=True)
+    seconds = warm_jobs()
+    out(f"lesson 06's jobs: {len(list(paths['wheels'].glob('*.whl')))} wheels in {paths['wheels']}; "
+        f"an offline job environment builds in {seconds:.2f} s")
+    return time.perf_counter() - t0
+
+
+def warm_jobs() -> float:
+    """Build one job environment offline, as ``run.sh`` does; returns the seconds the build took."""
+    env = {**os.environ, **job_env()}
+    uv = str(uv_binary())
+    with tempfile.TemporaryDirectory(prefix="fedlab-job-") as tmp:
+        t0 = time.perf_counter()
+        subprocess.run([uv, "venv", "-q", "--python", sys.executable, f"{tmp}/.venv"], env=env, check=True)
+        subprocess.run(
+            [uv, "pip", "install", "-q", "--python", f"{tmp}/.venv/bin/python", f"syft=={SYFT_VERSION}"],
+            env=env,
+            check=True,
+        )
+        return time.perf_counter() - t0
+
+
+# ---- owners and the scientist ---------------------------------------------------------------------
+
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 
 
 @dataclass(frozen=True, eq=False)
-class Datasite:
-    """An in-process datasite and the two people who use it in the lesson.
+class Hospital:
+    """One data owner and the scientist's connection to it, in this process.
 
     Attributes
     ----------
     name
-        The short name, e.g. ``"hospital-a"``.
-    server_name
-        The unique name syft knows it by (``name`` plus a random suffix), which
-        also decides its state folder; so repeated or parallel runs never share state.
-    server
-        syft's server handle (``sy.orchestra.launch``).
-    owner
-        The data owner's client (logged in as the datasite's admin).
-    scientist
-        A data scientist's client, after :func:`add_scientist`; else ``None``.
+        The short name, e.g. ``"hospital-a"``; the owner is ``owner@<name>.org``.
+    folder
+        This pair's fresh folder: ``owner/`` and ``scientist/`` (their SyftBox
+        folders) and ``data/`` (the files the owner publishes from).
+    owner, scientist
+        syft-rds clients (``SyftRDSClient``): the data owner's and the data scientist's.
 
     """
 
     name: str
-    server_name: str
-    server: Any = field(repr=False)
+    folder: Path
     owner: Any = field(repr=False)
-    scientist: Any = field(default=None, repr=False)
+    scientist: Any = field(repr=False)
+
+    @property
+    def owner_email(self) -> str:
+        return f"owner@{self.name}.org"
 
     def __repr__(self) -> str:
-        who = "owner + scientist" if self.scientist is not None else "owner"
-        return f"Datasite({self.name!r}, server_name={self.server_name!r}, logged in: {who})"
+        return f"Hospital({self.name!r}, owner={self.owner_email!r}, scientist={self.scientist.email!r})"
 
 
-_RUNNING: dict[str, Any] = {}  # server_name -> server handle, landed at exit if still up
+def connect(name: str, *, root: str | os.PathLike, scientist: str = SCIENTIST) -> Hospital:
+    """The owner of hospital ``name`` and the scientist, paired through syft's in-memory Drive stand-in.
 
-
-def _new_server_name(name: str) -> str:
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,40}", name):
-        raise ValueError(f"name={name!r}: must be 1-41 letters, digits, '-' or '_' (e.g. 'hospital-a')")
-    return f"{name}-{uuid.uuid4().hex[:10]}"
-
-
-def launch(name: str) -> Datasite:
-    """Start an in-process datasite (no network) with a fresh state folder, and log its owner in.
-
-    The server is named ``name`` plus a random suffix; syft keeps its state in
-    ``<temp>/syft/<hash of the name>/``, which :func:`land` deletes.
+    ``SyftRDSClient.pair_with_mock_drive_service_connection(..., use_in_memory_cache=False)``:
+    the only transport of syft 0.10 is Google Drive, and its stand-in (made for
+    syft's own tests) links two clients in one process, with no network. (With
+    the default in-memory cache the scientist sees no dataset.)
     """
-    sy = load_syft()
-    server_name = _new_server_name(name)
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"name={name!r}: must be 1-41 lower-case letters, digits or '-' (e.g. 'hospital-a')")
+    load_syft()
+    from syft_rds import SyftRDSClient
+
+    folder = Path(root) / name
+    if folder.exists():
+        raise ValueError(f"{folder} exists: each hospital needs a fresh folder (use a new root)")
     with quiet():
-        server = sy.orchestra.launch(name=server_name, reset=True)
-        _RUNNING[server_name] = server
-        owner = server.login(email=ADMIN_EMAIL, password=ADMIN_PASSWORD)
-    return Datasite(name, server_name, server, owner)
-
-
-def land(sites: Datasite | Sequence[Datasite]) -> None:
-    """Shut datasites down and delete their state folders (safe to call twice)."""
-    for site in [sites] if isinstance(sites, Datasite) else list(sites):
-        _land_server(site.server_name, site.server)
-
-
-def _land_server(server_name: str, server) -> None:
-    _RUNNING.pop(server_name, None)
-    with quiet():
-        with contextlib.suppress(Exception):
-            server.land()
-        inner = getattr(server, "python_server", None)
-        if inner is not None:
-            with contextlib.suppress(Exception):
-                inner.remove_temp_dir()
-
-
-@atexit.register
-def _land_all() -> None:  # a kernel that shuts down leaves no datasite behind
-    for server_name, server in list(_RUNNING.items()):
-        _land_server(server_name, server)
+        ds, do = SyftRDSClient.pair_with_mock_drive_service_connection(
+            email1=f"owner@{name}.org",
+            email2=scientist,
+            base_path1=str(folder / "owner"),
+            base_path2=str(folder / "scientist"),
+            use_in_memory_cache=False,
+        )
+    return Hospital(name, folder, do, ds)
 
 
 @contextlib.contextmanager
-def datasites(names: Sequence[str]) -> Iterator[list[Datasite]]:
-    """``with remote.datasites(["hospital-a", "hospital-b"]) as sites:`` launches them and lands all on exit."""
-    sites: list[Datasite] = []
+def hospitals(names: Sequence[str], *, root: str | os.PathLike | None = None) -> Iterator[list[Hospital]]:
+    """``with remote.hospitals(["hospital-a", "hospital-b"]) as sites:`` pairs each; deletes a temporary root after.
+
+    With ``root=None`` everything lives in a fresh temporary folder, removed on exit.
+    """
+    tmp = tempfile.mkdtemp(prefix="fedlab-remote-") if root is None else None
     try:
-        for name in names:
-            sites.append(launch(name))
-        yield sites
+        yield [connect(n, root=tmp or root) for n in names]
     finally:
-        land(sites)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def upload(site: Datasite, xy: np.ndarray, mock: np.ndarray, *, description: str = "", dataset: str = DATASET) -> None:
-    """The owner uploads one dataset with one asset ``"xy"``: ``xy`` private, ``mock`` public.
+def _sync(site: Hospital) -> None:
+    with quiet():
+        site.owner.sync()
+        site.scientist.sync()
 
+
+def publish(site: Hospital, xy, mock, *, dataset: str = DATASET, summary: str = "") -> None:
+    """The owner publishes ``dataset``: ``xy`` private (stays), ``mock`` shared with the scientist.
+
+    Each is saved as ``xy.npy`` under ``site.folder/data/<dataset>/{private,mock}/``
+    and handed to ``owner.create_dataset(name, mock_path, private_path, users=[scientist])``.
     ``mock`` must have ``xy``'s shape and dtype (that is what lets a scientist
     write code against it).
     """
-    sy = load_syft()
     xy, mock = np.asarray(xy), np.asarray(mock)
     if mock.shape != xy.shape or mock.dtype != xy.dtype:
         raise ValueError(
             f"mock has shape {mock.shape} and dtype {mock.dtype}: must match the private data's "
             f"{xy.shape} and {xy.dtype}"
         )
+    base = site.folder / "data" / dataset
+    for part, arr in (("private", xy), ("mock", mock)):
+        (base / part).mkdir(parents=True, exist_ok=True)
+        np.save(base / part / FILE, arr)
+    create_dataset(site, dataset, mock_path=base / "mock", private_path=base / "private", summary=summary)
+
+
+def create_dataset(site: Hospital, name: str, *, mock_path, private_path, summary: str = "") -> None:
+    """``owner.create_dataset`` with its folders checked first (a missing one is a ValueError naming it)."""
+    for what, p in (("mock_path", mock_path), ("private_path", private_path)):
+        p = Path(p)
+        if not p.is_dir() or not any(p.iterdir()):
+            raise ValueError(f"{what}={str(p)!r}: no such folder, or it is empty (it must hold the dataset's files)")
     with quiet():
-        ds = sy.Dataset(name=dataset, description=description or f"{dataset} records of {site.name}")
-        ds.add_asset(sy.Asset(name=ASSET, data=xy, mock=mock))
-        _raise_if_error(site.owner.upload_dataset(ds), f"uploading {dataset!r} to {site.name}")
-
-
-def add_scientist(
-    site: Datasite, *, email: str = "scientist@uni.edu", password: str = "correct-horse-42", name: str = "Jane"
-) -> Datasite:
-    """The owner registers a data scientist's account; returns ``site`` with the scientist logged in."""
-    with quiet():
-        _raise_if_error(
-            site.owner.register(name=name, email=email, password=password, password_verify=password),
-            f"registering {email} on {site.name}",
-        )
-        client = _raise_if_error(site.server.login(email=email, password=password), f"logging {email} in")
-    return dataclasses.replace(site, scientist=client)
-
-
-def _scientist(site: Datasite):
-    if site.scientist is None:
-        raise ValueError(f"site {site.name!r} has no scientist logged in: call remote.add_scientist(site) first")
-    return site.scientist
-
-
-def asset(site: Datasite, *, dataset: str = DATASET, name: str = ASSET):
-    """The scientist's handle to an asset: ``.mock`` is readable, ``.data`` is not."""
-    with quiet():
-        return _scientist(site).datasets[dataset].assets[name]
-
-
-def send(site: Datasite, obj) -> Any:
-    """The scientist uploads ``obj`` (e.g. the global model) to the datasite; returns the pointer to pass as input."""
-    sy = load_syft()
-    with quiet():
-        return sy.ActionObject.from_obj(obj).send(_scientist(site))
-
-
-@dataclass(frozen=True, eq=False)
-class Call:
-    """A code request as the scientist holds it: the function's name on the datasite and its inputs."""
-
-    site: str
-    function: str
-    inputs: dict = field(repr=False)
-
-
-def request(site: Datasite, fn: Callable, *, name: str | None = None, **inputs) -> Call:
-    """The scientist asks to run ``fn`` once on ``inputs`` (assets or pointers from :func:`send`).
-
-    ``fn`` is submitted as source code under ``name`` (default: its own name)
-    with syft's input policy ``ExactMatch(**inputs)`` (only these inputs) and
-    output policy ``SingleExecutionExactOutput`` (one run; **not enforced** by
-    syft 0.9.5, see the module docstring). The function must be
-    self-contained: it runs on the datasite, so it imports what it needs
-    inside its body.
-    """
-    sy = load_syft()
-    name = name or fn.__name__
-    if not name.isidentifier():
-        raise ValueError(f"name={name!r}: must be a Python identifier, e.g. 'update_r0'")
-    with quiet():
-        code = sy.syft_function(
-            input_policy=sy.ExactMatch(**inputs),
-            output_policy=sy.SingleExecutionExactOutput(),
+        site.owner.create_dataset(
             name=name,
-        )(fn)
-        try:
-            result = _scientist(site).code.request_code_execution(code)
-        except sy.SyftException as err:
-            raise RuntimeError(
-                f"{site.name} did not accept the request {name!r}: {_syft_message(err)} "
-                "(a name can be requested once per datasite; pick a new one)"
-            ) from None
-        _raise_if_error(result, f"requesting {name!r} on {site.name}")
-    return Call(site.name, name, dict(inputs))
+            mock_path=Path(mock_path),
+            private_path=Path(private_path),
+            summary=summary or f"{name} records of {site.name}",
+            users=[site.scientist.email],
+        )
+    _sync(site)
 
 
-def run(site: Datasite, call: Call):
-    """The scientist runs an approved request on the private data and fetches its result.
+def mock_file(site: Hospital, dataset: str = DATASET) -> Path:
+    """The scientist's copy of the mock: ``sy.resolve_dataset_file_path(dataset, client=scientist)``."""
+    sy = load_syft()
+    with quiet():
+        return Path(sy.resolve_dataset_file_path(dataset, client=site.scientist))
+
+
+def _job(client, name: str):
+    with quiet():
+        found = [j for j in client.jobs if j.name == name]
+    if not found:
+        raise ValueError(f"no job named {name!r} at {client.email}")
+    return found[-1]
+
+
+def submit(site: Hospital, code: str | os.PathLike, *, name: str) -> str:
+    """The scientist submits a job (a ``.py`` file, or a folder with ``main.py``) to the owner; returns ``name``.
+
+    Written with syft-rds's own ``submit_python_job``; its ``run.sh`` names the
+    course's interpreter (see the module docstring) instead of Python 3.12.
+    """
+    from syft_job import client as job_client
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,60}", name):
+        raise ValueError(f"name={name!r}: must be letters, digits, '-' or '_' (e.g. 'update-r0')")
+    code = Path(code)
+    if not code.exists():
+        raise ValueError(f"code={str(code)!r}: no such file or folder")
+    if not hasattr(job_client, "RUN_SCRIPT_PYTHON_VERSION"):
+        raise RuntimeError("syft_job no longer has RUN_SCRIPT_PYTHON_VERSION: fedlab.remote needs updating")
+    saved = job_client.RUN_SCRIPT_PYTHON_VERSION
+    job_client.RUN_SCRIPT_PYTHON_VERSION = sys.executable
+    try:
+        with quiet():
+            site.scientist.submit_python_job(
+                user=site.owner_email,
+                code_path=str(code),
+                job_name=name,
+                entrypoint="main.py" if code.is_dir() else None,
+            )
+    except FileExistsError:
+        raise ValueError(f"{site.name} already has a job named {name!r}: pick a new name") from None
+    finally:
+        job_client.RUN_SCRIPT_PYTHON_VERSION = saved
+    _sync(site)
+    return name
+
+
+def jobs(site: Hospital) -> list[dict]:
+    """The owner's list: ``[{"name", "status", "reason"}]``, oldest first."""
+    with quiet():
+        return [{"name": j.name, "status": j.status, "reason": j.review_reason} for j in site.owner.jobs]
+
+
+def review(site: Hospital, name: str) -> str:
+    """The owner reads a job: its code files and its ``run.sh``, as one text."""
+    job = _job(site.owner, name)
+    with quiet():
+        return f"{job.code}\n# ---- run.sh ----\n{job.run_script}"
+
+
+def approve(site: Hospital, name: str, *, reason: str = "approved") -> None:
+    """The owner approves a job (it runs at the next :func:`run_approved`)."""
+    job = _job(site.owner, name)
+    with quiet():
+        job.approve(reason=reason)
+    _sync(site)
+
+
+def reject(site: Hospital, name: str, *, reason: str) -> None:
+    """The owner rejects a job, telling the scientist ``reason``; it never runs."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValueError(f"reason={reason!r}: say why, e.g. 'returns raw records'")
+    job = _job(site.owner, name)
+    with quiet():
+        job.reject(reason=reason)
+    _sync(site)
+
+
+def _drop_job_venvs(site: Hospital) -> None:
+    """Delete each finished job's ``code/.venv`` at the owner.
+
+    syft-rds leaves a job's environment in the job's folder, inside the owner's
+    SyftBox, where every later sync walks its thousands of files (measured: a
+    round took 34 s instead of 13 s by the third round).
+    """
+    with quiet():
+        for job in site.owner.jobs:
+            venv = Path(job.job_submission_path) / "code" / ".venv"
+            if venv.is_dir():
+                shutil.rmtree(venv, ignore_errors=True)
+
+
+def run_approved(sites: Hospital | Sequence[Hospital], *, share: bool = False, timeout: int = 300) -> float:
+    """Each owner runs every job it approved on its private data; returns the seconds.
+
+    Several hospitals run at the same time (one thread per owner: each job is
+    its own process). Each job's environment is deleted after it ran.
+    ``share=False`` (the default here) keeps outputs and logs with the owner
+    until :func:`release`; syft-rds's ``share_outputs_with_submitter=True``
+    would share them as each job ends.
+    """
+    sites = [sites] if isinstance(sites, Hospital) else list(sites)
+    t0 = time.perf_counter()
+
+    def one(site: Hospital) -> None:
+        site.owner.process_approved_jobs(stream_output=False, timeout=timeout, share_outputs_with_submitter=share)
+
+    with job_environment(), quiet():
+        if len(sites) == 1:
+            one(sites[0])
+        else:
+            with ThreadPoolExecutor(max_workers=len(sites)) as pool:
+                for done in [pool.submit(one, site) for site in sites]:
+                    done.result()
+    for site in sites:
+        _drop_job_venvs(site)
+        _sync(site)
+    return time.perf_counter() - t0
+
+
+def outputs(site: Hospital, name: str) -> tuple[dict[str, bytes], str]:
+    """The owner's view of a finished job: ``({output file: bytes}, its printed log)``."""
+    job = _job(site.owner, name)
+    folder = Path(job.job_review_path)
+    files = {p.name: p.read_bytes() for p in sorted((folder / "outputs").glob("*")) if p.is_file()
+             and not p.name.startswith("syft.") and p.name != "syft.pub.yaml"}
+    log = (folder / "stdout.txt").read_text() if (folder / "stdout.txt").is_file() else ""
+    return files, log
+
+
+def release(site: Hospital, name: str) -> None:
+    """The owner shares a finished job's outputs (and, as syft-rds does with them, its logs) with the scientist."""
+    job = _job(site.owner, name)
+    if job.status not in ("done", "failed"):
+        raise ValueError(f"job {name!r} is {job.status}: only a finished job's outputs can be released")
+    with quiet():
+        job.share_outputs([site.scientist.email])
+        job.share_logs([site.scientist.email])
+    _sync(site)
+
+
+def status(site: Hospital, name: str) -> str:
+    """The job's status as the scientist sees it: received (not reviewed yet), approved, rejected, done or failed."""
+    return _job(site.scientist, name).status
+
+
+def _error_tail(stderr: str, *, lines: int = 8) -> str:
+    """The Python error in a job's stderr (from its last ``Traceback``), without uv's set-up lines."""
+    text = stderr.strip()
+    start = text.rfind("Traceback (most recent call last)")
+    if start >= 0:
+        text = text[start:]
+    kept = [ln for ln in text.splitlines() if ln.strip() and not re.match(r"\s*[+-] \S+==", ln)]
+    return "\n".join(kept[-lines:]) if kept else "(no error text)"
+
+
+def result_files(site: Hospital, name: str) -> list[Path]:
+    """The scientist's copies of a job's outputs; raises :class:`Refused` or :class:`JobFailed` if there are none.
 
     Raises
     ------
     Refused
-        With syft's message, while the request is pending, after it was
-        denied (the owner's reason is in the message) or revoked.
+        The job is pending or approved but not run (or not released yet), or
+        it was rejected: the message carries the owner's reason.
+    JobFailed
+        The job raised at the owner: the message ends with its error.
 
     """
-    sy = load_syft()
-    if call.site != site.name:
-        raise ValueError(f"call is for {call.site!r}: run it on that datasite, not {site.name!r}")
+    job = _job(site.scientist, name)
+    st = job.status
+    if st == "rejected":
+        raise Refused(f"{site.name} rejected {name!r}: {job.review_reason}")
+    if st == "failed":
+        err = Path(job.job_review_path) / "stderr.txt"
+        text = err.read_text() if err.is_file() else "(the owner has not shared the error log)"
+        tail = _error_tail(text)
+        raise JobFailed(f"{site.name}: job {name!r} failed at the owner. Its error:\n{tail}")
+    if st in ("pending", "received"):
+        raise Refused(f"{site.name}: job {name!r} is waiting for the owner's review: no result yet")
+    if st != "done":
+        raise Refused(f"{site.name}: job {name!r} is {st} but has not run yet: no result yet")
     with quiet():
-        try:
-            pointer = getattr(_scientist(site).code, call.function)(**call.inputs)
-        except sy.SyftException as err:
-            raise Refused(f"{site.name}: {_syft_message(err)}") from None
-        _raise_if_error(pointer, f"running {call.function!r} on {site.name}")
-        result = pointer.get()
-    if type(result).__name__ in ("SyftError", "ActionDataEmpty"):
-        raise Refused(f"{site.name}: no result for {call.function!r} ({result})")
-    return result
-
-
-def _owner_view(site: Datasite) -> list[tuple[Any, Any]]:
-    """The owner's ``(Request, UserCode)`` pairs, oldest first (two API calls, however many requests)."""
-    with quiet():
-        codes = {code.id: code for code in site.owner.code.get_all()}
-        found = sorted(site.owner.requests.get_all(), key=lambda r: r.request_time.utc_timestamp)
-    return [(r, codes[r.code_id]) for r in found if r.code_id in codes]
-
-
-def _requests(site: Datasite, function: str):
-    found = [r for r, code in _owner_view(site) if code.service_func_name == function]
+        found = [Path(p) for p in job.output_paths if not Path(p).name.startswith("syft.")]
     if not found:
-        raise ValueError(f"{site.name} has no request named {function!r}")
-    return found[-1]
+        raise Refused(f"{site.name}: job {name!r} is done, but the owner has not released its outputs")
+    return found
 
 
-def review(site: Datasite, function: str) -> str:
-    """The owner reads the code of a request (plain text)."""
-    req = _requests(site, function)
-    with quiet():
-        return req.code.raw_code
+def result(site: Hospital, name: str) -> dict:
+    """The scientist reads an update job's ``result.json`` (:func:`load_result`); see :func:`result_files`."""
+    files = {p.name: p for p in result_files(site, name)}
+    if RESULT not in files:
+        raise Refused(f"{site.name}: job {name!r} released {sorted(files)}, not {RESULT}")
+    return load_result(files[RESULT])
 
 
-def approve(site: Datasite, function: str) -> None:
-    """The owner approves a request."""
-    req = _requests(site, function)
-    with quiet():
-        _raise_if_error(req.approve(), f"approving {function!r} on {site.name}")
-
-
-def deny(site: Datasite, function: str, *, reason: str) -> None:
-    """The owner denies a request (or revokes an approval), telling the scientist ``reason``."""
-    if not isinstance(reason, str) or not reason.strip():
-        raise ValueError(f"reason={reason!r}: say why, e.g. 'returns raw records'")
-    req = _requests(site, function)
-    with quiet():
-        _raise_if_error(req.deny(reason=reason), f"denying {function!r} on {site.name}")
-
-
-close = deny
-"""Revoking an approval is a denial after the fact: ``close(site, function, reason=...)``."""
-
-
-_STATUS = {"PENDING": "pending", "APPROVED": "approved", "REJECTED": "denied"}
-
-
-def request_history(site: Datasite) -> list[dict]:
-    """The owner's view of every code request: ``[{"function", "status", "runs"}]``, oldest first.
-
-    ``runs`` is how many times the code has run on this datasite (the length
-    of syft's output history), which is what the owner checks because syft
-    0.9.5 does not stop a "single-use" function from running again.
-    """
-    view = _owner_view(site)
-    with quiet():
-        outputs = site.owner.api.services.output.get_all()
-        runs: dict = {}
-        for output in outputs:
-            runs[output.user_code_id] = runs.get(output.user_code_id, 0) + 1
-        return [
-            {"function": code.service_func_name, "status": _STATUS[req.status.name], "runs": runs.get(code.id, 0)}
-            for req, code in view
-        ]
-
-
-def update_on_datasite(xy, config):
-    """FedAvg client update on this datasite's private data; returns only delta, n and loss.
-
-    The function a scientist submits for review: ``xy`` is the datasite's
-    asset, ``config`` what :func:`update_config` makes (sent with :func:`send`).
-    It runs on the datasite, so it imports what it needs in its body.
-    """
-    from fedlab import engine, models, remote
-
-    spec = models.ModelSpec(**config["spec"])
-    with engine.torch_threads(1):  # a small model: one thread is fastest (README, Threads)
-        return remote.hospital_update(
-            xy,
-            config["params"],
-            spec=spec,
-            epochs=config["epochs"],
-            batch_size=config["batch_size"],
-            lr=config["lr"],
-            seed=config["seed"],
-        )
-
-
-def update_config(
-    spec: models.ModelSpec, params: list, *, epochs: int, batch_size: int | None, lr: float, seed: int
-) -> dict:
-    """The inputs of :func:`update_on_datasite` besides the data, as plain values syft can send.
-
-    ``{"params", "spec" (a dict), "epochs", "batch_size", "lr", "seed"}``.
-    """
-    params = models.check_params(spec, params)
-    validate.positive_int("epochs", epochs)
-    validate.positive_float("lr", lr)
-    validate.positive_int("seed", seed, minimum=0)
-    if batch_size is not None:
-        validate.positive_int("batch_size", batch_size)
-    spec_dict = dataclasses.asdict(spec)
-    spec_dict["hidden"] = tuple(spec_dict["hidden"])
-    return {
-        "params": params,
-        "spec": spec_dict,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": float(lr),
-        "seed": seed,
-    }
+def update_job_name(round: int) -> str:
+    """The update job of round ``round``: ``"update-r<round>"``."""
+    return f"update-r{validate.positive_int('round', round, minimum=0)}"
 
 
 def fedavg_round(
-    sites: Sequence[Datasite],
+    sites: Sequence[Hospital],
     spec: models.ModelSpec,
     params: list,
     *,
@@ -633,71 +832,78 @@ def fedavg_round(
     lr: float,
     seed: int,
     owner_review: Callable[[str, str], str | None] | None = None,
-    guard: Callable[..., dict] | None = None,
-    limit: int = 1,
+    workdir: str | os.PathLike | None = None,
 ) -> tuple[list, list[dict]]:
-    """One round of FedAvg over datasites, each update approved by its owner.
+    """One round of FedAvg over hospitals, each local update an approved job.
 
-    For each datasite ``k`` in order, the scientist sends the global model and
-    the round's settings (:func:`send`) and requests ``fedavg_update_r<round>``
-    (:func:`update_on_datasite`, which calls :func:`hospital_update` with
-    ``seed = site_seed(seed, round, k)``);
-    the owner reviews it and approves or denies; the scientist runs it and
-    fetches the result. The scientist then aggregates with
-    :func:`aggregate_remote` and applies :func:`fedlab.fedavg.server_update`.
-    This equals the same round computed locally with :mod:`fedlab.fedavg` on
-    the same data and seeds (``tests/test_remote.py``).
+    The scientist writes the round's job (:func:`write_update_job`, with
+    ``seed = site_seed(seed, round, k)`` for hospital ``k``) and submits it to
+    every hospital as ``update-r<round>``. Each owner reads it
+    (:func:`review`) and approves or rejects it, runs what it approved
+    (:func:`run_approved`), checks the outputs and log (:func:`release_check`
+    with ``{"result.json"}``) and releases them or holds them. The scientist
+    aggregates what came back with :func:`aggregate_remote` and applies
+    :func:`fedlab.fedavg.server_update`. With every job approved this equals
+    the same round computed locally (``tests/test_remote.py``).
 
     Parameters
     ----------
     owner_review
         The owners' decision: ``owner_review(site_name, code) -> None`` to approve,
-        or a reason (str) to deny. A denying site sits the round out.
-        ``None`` approves every request.
-    guard
-        An owner guard such as :func:`owner_guard`. If given, each owner
-        applies it to their :func:`request_history` after the run (with
-        ``limit``) and closes every request it flags, so an approved update
-        cannot run again. ``None``: no guard (syft 0.9.5 would let the
-        scientist re-run the update).
+        or a reason (str) to reject. A rejecting hospital sits the round out.
+        ``None`` approves every job.
+    workdir
+        Where the job folders are written (default: a temporary folder).
 
     Returns
     -------
     (params, records)
-        The new global parameters (unchanged if no site took part) and one
-        record per site: ``{"site", "status", "n", "loss", "delta", "call", "seconds"}``
-        (``n``, ``loss``, ``delta`` are ``None`` for a site that denied; ``call``
-        is the scientist's :class:`Call`, to try running it again).
+        The new global parameters (unchanged if no hospital took part) and one
+        record per hospital: ``{"site", "status", "n", "loss", "delta", "reason", "seconds"}``
+        (``status``: ``"done"``, ``"rejected"`` or ``"held"``; ``n``, ``loss``,
+        ``delta`` are ``None`` unless done).
 
     """
     params = models.check_params(spec, params)
-    validate.positive_int("round", round, minimum=0)
     validate.positive_int("seed", seed, minimum=0)
-    update_config(spec, params, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)  # check before any request
-    function = f"fedavg_update_r{round}"
-    records, results = [], []
-    for k, site in enumerate(sites):
-        t0 = time.perf_counter()
-        config = update_config(
-            spec, params, epochs=epochs, batch_size=batch_size, lr=lr, seed=site_seed(seed, round, k)
-        )
-        call = request(site, update_on_datasite, name=function, xy=asset(site), config=send(site, config))
-        reason = None if owner_review is None else owner_review(site.name, review(site, function))
-        record = {"site": site.name, "status": "denied", "n": None, "loss": None, "delta": None, "call": call}
-        if reason is not None:
-            deny(site, function, reason=reason)
-        else:
-            approve(site, function)
-            result = run(site, call)
-            if guard is not None:
-                history = request_history(site)
-                actions = guard(history, limit=limit)
-                for rec in history:
-                    if rec["status"] == "approved" and actions.get(rec["function"], "keep") != "keep":
-                        close(site, rec["function"], reason=f"closed by the owner's guard after {rec['runs']} run(s)")
-            results.append(result)
-            record.update(status="approved", n=result["n"], loss=result["loss"], delta=result["delta"])
-        records.append({**record, "seconds": time.perf_counter() - t0})
+    name = update_job_name(round)
+    if len(sites) == 0:
+        raise ValueError("sites is empty: a round needs at least one hospital")
+    tmp = tempfile.mkdtemp(prefix="fedlab-jobs-") if workdir is None else None
+    base = Path(tmp or workdir)
+    try:
+        t0 = {}
+        for k, site in enumerate(sites):  # the scientist submits to every hospital first
+            t0[site.name] = time.perf_counter()
+            folder = write_update_job(base / f"{name}-{site.name}", spec, params, epochs=epochs,
+                                      batch_size=batch_size, lr=lr, seed=site_seed(seed, round, k))
+            submit(site, folder, name=name)
+        records, results = {}, []
+        for site in sites:  # each owner reads the job and decides
+            reason = None if owner_review is None else owner_review(site.name, review(site, name))
+            records[site.name] = {"site": site.name, "status": "rejected", "n": None, "loss": None, "delta": None,
+                                  "reason": reason}
+            if reason is not None:
+                reject(site, name, reason=reason)
+            else:
+                approve(site, name, reason="the vetted fedlab update")
+        approved = [site for site in sites if records[site.name]["reason"] is None]
+        if approved:
+            run_approved(approved)
+        for site in approved:  # each owner looks at what the job wrote before releasing it
+            record = records[site.name]
+            held = release_check(*outputs(site, name), expected={RESULT})
+            if held is None:
+                release(site, name)
+                res = result(site, name)
+                results.append(res)
+                record.update(status="done", n=res["n"], loss=res["loss"], delta=res["delta"])
+            else:
+                record.update(status="held", reason=held)
+        records = [{**records[site.name], "seconds": time.perf_counter() - t0[site.name]} for site in sites]
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     if not results:
         return params, records
     delta, _ = aggregate_remote(results)

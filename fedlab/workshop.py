@@ -4,7 +4,7 @@ An instructor's laptop runs Flower's SuperLink; every participant's laptop
 runs a SuperNode that trains lesson 11's app (:mod:`fedlab.flower`) on the
 participant's *own* data (digits they draw in the canvas of
 :mod:`fedlab.widgets.digit_pad`, or a file), which never leaves their laptop.
-Both commands run in the Flower environment (``.venv-flower``).
+Both commands run in the course environment (``.venv``, which has flwr 1.42).
 
 Design (Flower 1.42's model, wrapped so that joining is one step)
 -----------------------------------------------------------------
@@ -94,23 +94,22 @@ _FLOWER_EXIT_MEANING = {
 
 
 # ----------------------------------------------------------------------------
-# The Flower environment and its programs
+# Flower and its programs
 # ----------------------------------------------------------------------------
 
 
 def flower_available() -> bool:
-    """Whether this Python has flwr (the Flower environment, ``.venv-flower``)."""
+    """Whether this Python has flwr (the course environment does)."""
     return importlib.util.find_spec("flwr") is not None
 
 
 def not_flower_message() -> str:
-    """What to tell someone who ran ``workshop`` in the main course environment."""
+    """What to tell someone who ran ``workshop`` in a Python without flwr."""
     return (
-        f"workshop: this Python ({sys.executable}) has no flwr. The workshop commands run in the Flower "
-        "environment (made by `make flower`):\n"
-        "    .venv-flower/bin/python -m fedlab workshop serve ...\n"
-        "    .venv-flower/bin/python -m fedlab workshop join ADDRESS --token ... --pin ...\n"
-        "(in JupyterLab, use the kernel 'Python 3.11 (Flower lesson)')."
+        f"workshop: this Python ({sys.executable}) has no flwr. The workshop commands run in the course "
+        "environment (made by `make install`):\n"
+        "    .venv/bin/python -m fedlab workshop serve ...\n"
+        "    .venv/bin/python -m fedlab workshop join ADDRESS --token ... --pin ..."
     )
 
 
@@ -396,12 +395,12 @@ def serve(
                                   on_event=on_event, status=room.snapshot)
         server = enrol.make_server(registry, host=bind, port=enrol_port, certificates=certs)
         threading.Thread(target=server.serve_forever, name="enrolment", daemon=True).start()
-        py = ".venv-flower/bin/python"
+        py = ".venv/bin/python"
         out("")
         out("=" * 78)
         out("Join line (put it on the screen):")
         out(f"  {py} -m fedlab workshop join {join_addr} --token {token} --pin {pin} --name YOUR_NAME")
-        out("Notebook (kernel 'Python 3.11 (Flower lesson)'), after drawing your digits:")
+        out("Notebook (lesson 11's kernel), after drawing your digits:")
         out(f'  workshop.join("{join_addr}", token="{token}", pin="{pin}", name="YOUR_NAME", data=pad)')
         out(f"Room token {token}   CA pin {pin}   (also in {folder / 'room.json'})")
         out("-" * 78)
@@ -532,21 +531,21 @@ def prepare_data(folder: Path, data=None, *, demo: tuple[int, int] | None = None
     ``[n]`` in 0..9), an ``(x, y)`` pair, or an object with ``.data()``
     returning one (the canvas); ``demo=(k, n)`` takes a digits shard instead.
     """
-    from fedlab.flower import core
+    from fedlab import data as datalib
 
     if (data is None) == (demo is None):
         raise ValueError("data: give exactly one of data=FILE.npz / (x, y) / a canvas, or demo_shard=K")
     if demo is not None:
         x, y = demo_shard(*demo)
-        return core.save_data_file(folder / f"demo-shard-{demo[0]}-of-{demo[1]}.npz", x, y).resolve()
+        return datalib.save_digits_file(folder / f"demo-shard-{demo[0]}-of-{demo[1]}.npz", x, y).resolve()
     if hasattr(data, "data") and callable(data.data):
         data = data.data()
     if isinstance(data, (str, os.PathLike)):
-        core.load_data_file(data)  # checks it, with errors naming the file
+        datalib.load_digits_file(data)  # checks it, with errors naming the file
         return Path(data).expanduser().resolve()
     if isinstance(data, tuple) and len(data) == 2:
-        x, y = core.check_xy(*data, where="data")
-        return core.save_data_file(folder / "my-digits.npz", x, y).resolve()
+        x, y = datalib.check_digits_xy(*data, where="data")
+        return datalib.save_digits_file(folder / "my-digits.npz", x, y).resolve()
     raise ValueError(f"data={type(data).__name__}: must be a path to an .npz, an (x, y) pair, or a canvas")
 
 
@@ -708,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``workshop`` command line: ``serve`` and ``join``."""
     parser = argparse.ArgumentParser(
         prog="python -m fedlab workshop",
-        description="The live room federation (Flower environment). Instructor: serve. Participants: join.",
+        description="The live room federation (Flower). Instructor: serve. Participants: join.",
         epilog=OPEN_SUPERLINK_WARNING, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="workshop_command", required=True)

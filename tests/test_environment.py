@@ -4,13 +4,12 @@ import importlib
 import importlib.metadata
 import subprocess
 import sys
-import uuid
 
 import pytest
 
 from fedlab import environment
 
-pytestmark = pytest.mark.course_env  # the Flower environment has its own lock (tests/test_flower_env.py)
+pytestmark = pytest.mark.course_env  # one environment for the whole course (lessons 00-11 and the workshop)
 
 LOCK = environment.read_lock(environment.LOCK.read_text())
 
@@ -33,6 +32,9 @@ COURSE_IMPORTS = [
     "playwright",
     "sniffio",
     "scipy",
+    "flwr",
+    "syft_rds",
+    "uv",
 ]
 
 
@@ -41,10 +43,11 @@ def test_every_locked_package_is_installed_at_its_version():
     assert not wrong, f"installed versions differ from requirements.lock: {wrong}"
 
 
-def test_syft_pins_hold():
-    assert LOCK["syft"] == "0.9.5" and LOCK["numpy"].startswith("1.24.") and LOCK["torch"] == "2.13.0"
-    assert LOCK["ipywidgets"] == "8.1.2" and LOCK["pydantic"] == "2.10.6"
-    assert LOCK["jupyterlab"].startswith("4.")
+def test_one_lock_holds_syft_010_and_flower_on_numpy_2():
+    assert LOCK["syft"] == "0.10.0" and LOCK["syft-rds"] == "0.6.1" and LOCK["flwr"] == "1.42.0"
+    assert LOCK["numpy"].startswith("2.") and LOCK["torch"] == "2.13.0" and "uv" in LOCK
+    assert LOCK["jupyterlab"].startswith("4.") and LOCK["ipywidgets"].startswith("8.")
+    assert not (environment.ROOT / "requirements-flower.lock").exists(), "the second environment is retired"
 
 
 @pytest.mark.parametrize("module", COURSE_IMPORTS)
@@ -57,7 +60,7 @@ def test_requirements_in_names_are_locked():
     for line in (environment.ROOT / "requirements.in").read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
-            wanted.append(environment.canonical(line.split("=")[0].split(">")[0].split("<")[0]))
+            wanted.append(environment.canonical(line.split("=")[0].split(">")[0].split("<")[0].split("[")[0]))
     missing = [w for w in wanted if w not in LOCK]
     assert not missing
 
@@ -98,39 +101,28 @@ def test_import_fedlab_is_light_and_never_imports_syft():
 def test_doctor_is_clean():
     res = subprocess.run([sys.executable, "-m", "fedlab", "doctor"], capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "PROBLEM" not in res.stdout and "syft 0.9.5 imports" in res.stdout
-    assert "Flower environment for lesson 11: flwr 1.42.0" in res.stdout  # make test builds .venv-flower
+    assert "PROBLEM" not in res.stdout and "syft 0.10.0 and syft-rds import" in res.stdout
+    for line in ("uv: uv ", "jobs' interpreter: this Python", "jobs' wheel folder: "):
+        assert sum(line in x for x in res.stdout.splitlines()) == 1, f"doctor has no single line {line!r}"
 
 
-def test_doctor_says_how_to_get_a_missing_flower_kernel(monkeypatch):
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+def test_doctor_says_how_to_get_missing_job_pieces(monkeypatch, tmp_path):
+    from fedlab import remote
 
-    def missing(self, name):
-        raise NoSuchKernel(name)
-
-    monkeypatch.setattr(KernelSpecManager, "get_kernel_spec", missing)
+    monkeypatch.setenv(remote.JOBS_DIR_VAR, str(tmp_path / "nowhere"))
+    monkeypatch.setattr(remote, "uv_binary", lambda: None)
     lines = []
-    environment._check_flower(lambda ok, text: lines.append((ok, text)))
-    assert lines == [(False, "no Jupyter kernel 'flower-lesson': lesson 11 needs the Flower env (run `make flower`)")]
-
-
-SYFT_SMOKE = """
-import syft as sy
-from fedlab import remote
-site = remote.launch("{name}")  # sy.orchestra.launch(name=..., reset=True) + owner login, quietly
-assert site.owner is not None and sy.__version__ == "0.9.5"
-print("DATASITE-UP", type(site.server).__name__)
-remote.land(site)  # land() and delete the state folder
-print("LANDED")
-"""
-
-
-@pytest.mark.syft
-def test_syft_datasite_launches_and_lands():
-    name = f"fedlab-smoke-{uuid.uuid4().hex[:8]}"
-    res = subprocess.run([sys.executable, "-c", SYFT_SMOKE.format(name=name)], capture_output=True, text=True, timeout=400)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
-    assert "DATASITE-UP" in res.stdout and "LANDED" in res.stdout
+    environment._check_jobs(lambda ok, text: lines.append((ok, text)))
+    assert [ok for ok, _ in lines] == [False, True, False]
+    assert "uv: not found" in lines[0][1] and "make install" in lines[0][1]
+    assert "no syft 0.10.0 wheel" in lines[2][1] and "python -m fedlab jobs prepare" in lines[2][1]
+    wheels = tmp_path / "nowhere" / "wheels"
+    wheels.mkdir(parents=True)
+    (wheels / "syft-0.10.0-py3-none-any.whl").write_bytes(b"")
+    (wheels / "pydantic_core-2.0-cp39-cp39-manylinux.whl").write_bytes(b"")
+    lines.clear()
+    environment._check_jobs(lambda ok, text: lines.append((ok, text)))
+    assert lines[2][0] is False and "made for another Python" in lines[2][1]
 
 
 def test_lock_mismatches_names_missing_and_wrong_versions():

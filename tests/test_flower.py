@@ -1,8 +1,7 @@
 """The Flower app deployed on loopback: same numbers as the simulation, clean shutdown, data files, dropouts.
 
-Needs the Flower environment (``make test-flower`` runs ``-m flower`` with
-``.venv-flower/bin/python``); in any other environment these tests FAIL (they
-never skip), and the main environment's run deselects them (``-m "not flower"``).
+Needs flwr, which the course environment has (``make test`` runs these with
+the rest); in a Python without it these tests FAIL (they never skip).
 Each test starts its own SuperLink and SuperNodes on 127.0.0.1 (free ports);
 one federation at a time (``--dist loadfile`` keeps this module on one worker).
 No timing asserts: pytest-timeout only guards against hangs.
@@ -29,7 +28,7 @@ def _flower_installed():
     try:
         import flwr  # noqa: F401
     except ImportError:
-        pytest.fail("flwr is not installed in this Python: run these tests in .venv-flower (make test-flower)")
+        pytest.fail("flwr is not installed in this Python: run these tests in the course environment (make test)")
     local.flower_bin()  # fails with a message saying how to get the executables
 
 

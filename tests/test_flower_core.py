@@ -1,4 +1,4 @@
-"""fedlab.flower.core without flwr (runs in both environments): records, aggregation, the round rule, configs."""
+"""fedlab.flower.core without flwr (needs only numpy and torch): records, aggregation, the round rule, configs."""
 
 import json
 import sys
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedlab import fedavg, models, seeding
+from fedlab import data, fedavg, models, seeding
 from fedlab.flower import APP_DIR, core, local
 
 
@@ -261,24 +261,25 @@ def test_partitions_cover_the_training_split_once():
 
 
 def test_data_file_round_trip_and_errors(tmp_path):
+    assert core.save_data_file is data.save_digits_file and core.load_data_file is data.load_digits_file
     x, y = core.partition_data(0, 5)
-    p = core.save_data_file(tmp_path / "me.npz", x, y)
+    p = data.save_digits_file(tmp_path / "me.npz", x, y)
     assert p.name == "me.npz"
     x2, y2 = core.load_node_data(core.parse_node_config({"data-file": str(p)}))
     assert np.array_equal(x, x2) and np.array_equal(y, y2) and x2.dtype == np.float32 and y2.dtype == np.int64
     with pytest.raises(ValueError, match="no such file"):
-        core.load_data_file(tmp_path / "missing.npz")
+        data.load_digits_file(tmp_path / "missing.npz")
     np.savez(tmp_path / "bad.npz", x=x[:, :10], y=y)
     with pytest.raises(ValueError, match=r"x has shape \(\d+, 10\)"):
-        core.load_data_file(tmp_path / "bad.npz")
+        data.load_digits_file(tmp_path / "bad.npz")
     np.savez(tmp_path / "nolabels.npz", x=x)
     with pytest.raises(ValueError, match=r"missing \['y'\]"):
-        core.load_data_file(tmp_path / "nolabels.npz")
+        data.load_digits_file(tmp_path / "nolabels.npz")
     (tmp_path / "junk.npz").write_text("not a zip")
     with pytest.raises(ValueError, match="not a readable"):
-        core.load_data_file(tmp_path / "junk.npz")
+        data.load_digits_file(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="labels in"):
-        core.save_data_file(tmp_path / "l.npz", x, y + 10)
+        data.save_digits_file(tmp_path / "l.npz", x, y + 10)
 
 
 # ---- progress lines ------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def execute(path: Path, *, allow_errors: bool, tmp_root: Path, label: str):
     km = grader.kernel_manager(asynchronous=True) if kernel == "python3" else None
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # the inline backend, as learners get it
     env["PYTHONHASHSEED"] = "0"
-    from nbclient import NotebookClient  # not in the Flower environment, which never runs this module
+    from nbclient import NotebookClient
 
     client = NotebookClient(
         nb,

@@ -5,22 +5,25 @@ blank stubs; this file checks the library references and the hints a learner
 gets for the mistakes people actually make.)
 """
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedlab import checks, fedavg, remote
+from fedlab import checks, fedavg, models, remote
 
 REFERENCES = {
     "06.1": remote.make_mock,
     "06.2": remote.hospital_update,
     "06.3": remote.aggregate_remote,
-    "06.4": remote.owner_guard,
+    "06.5": remote.release_check,
 }
 
 
 def test_lesson_06_has_four_exercises_with_references():
+    # 06.4 (syft 0.9.5's unenforced single-use policy) is retired: its concept is gone with syft 0.10
     assert [ex.id for ex in checks.lesson_exercises("06")] == sorted(REFERENCES)
 
 
@@ -99,22 +102,22 @@ def test_unweighted_aggregate_is_caught():
     _fails("06.3", plain_mean, "weight by n")
 
 
-def test_guard_that_ignores_limit_or_denied_overuse_is_caught():
-    def limit_one(history, *, limit=1):
-        return remote.owner_guard(history, limit=1)
+def test_release_checks_that_miss_a_disclosure_are_caught():
+    def outputs_only(files, log, *, expected):
+        return remote.release_check(files, "", expected=expected)  # never looks at the log
 
-    _fails("06.4", limit_one, "use the limit you are given")
+    _fails("06.5", outputs_only, "a print is a disclosure")
 
-    def only_approved(history, *, limit=1):
-        out = {}
-        for h in history:
-            if h["status"] != "approved":
-                out[h["function"]] = "keep"
-            else:
-                out[h["function"]] = "alert" if h["runs"] > limit else "close" if h["runs"] == limit else "keep"
-        return out
+    def expected_only(files, log, *, expected):
+        missing = set(expected) - set(files)
+        return f"missing output {sorted(missing)}" if missing else None  # extra files slip through
 
-    _fails("06.4", only_approved, "must hear about it")
+    _fails("06.5", expected_only, "a file nobody approved must not leave")
+
+    def any_log(files, log, *, expected):
+        return remote.release_check(files, "x" if log else "", expected=expected)  # blank lines count
+
+    _fails("06.5", any_log, "count only non-blank lines")
 
 
 @settings(max_examples=25, deadline=None)
@@ -149,6 +152,32 @@ def test_aggregate_remote_is_fedavg_aggregate():
         remote.aggregate_remote([{"delta": [np.zeros(1)], "n": 1}])
 
 
-def test_owner_guard_rejects_unknown_status():
-    with pytest.raises(ValueError, match="status"):
-        remote.owner_guard([{"function": "f", "status": "maybe", "runs": 0}])
+def test_release_check_reasons_and_bad_input():
+    ok = {"result.json": b"{}"}
+    assert remote.release_check(ok, "", expected={"result.json"}) is None
+    assert remote.release_check({**ok, "x.csv": b""}, "", expected={"result.json"}).startswith("unexpected output")
+    assert remote.release_check({}, "", expected={"result.json"}).startswith("missing output")
+    assert "2 line(s)" in remote.release_check(ok, "a\n\nb\n", expected={"result.json"})
+    with pytest.raises(ValueError, match="files=list"):
+        remote.release_check([], "", expected={"result.json"})
+    with pytest.raises(ValueError, match="log=NoneType"):
+        remote.release_check(ok, None, expected={"result.json"})
+
+
+def test_job_files_round_trip_float32_exactly(tmp_path):
+    spec = models.mlp(4, (6,), 3)
+    params = models.init_params(spec, rng=0)
+    folder = remote.write_update_job(tmp_path / "job", spec, params, epochs=2, batch_size=None, lr=0.5, seed=3)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "main.py"]
+    config = json.loads((folder / "config.json").read_text())
+    assert remote.spec_from_json(config["spec"]) == spec
+    back = [np.asarray(p, dtype=np.float32) for p in config["params"]]
+    assert all(np.array_equal(a, b) for a, b in zip(params, back))
+    res = {"delta": [p * 0.1 for p in params], "n": 17, "loss": 0.25}
+    got = remote.load_result(remote.save_result(tmp_path / "out" / "result.json", res))
+    assert got["n"] == 17 and got["loss"] == 0.25
+    assert all(np.array_equal(a, b) and b.dtype == np.float32 for a, b in zip(res["delta"], got["delta"]))
+    with pytest.raises(ValueError, match="not empty"):
+        remote.write_update_job(folder, spec, params, epochs=1, batch_size=None, lr=0.1, seed=0)
+    with pytest.raises(ValueError, match="lacks"):
+        remote.save_result(tmp_path / "r.json", {"delta": []})

@@ -1,7 +1,7 @@
 """A room without internet: `make wheelhouse`, then `make lab WHEELHOUSE=...` installs with no index.
 
-Building the whole wheelhouse (~2 GB, both locks) is too slow for CI, so the
-install is tested on a subset of the locks (pytest and its dependencies, numpy)
+Building the whole wheelhouse (~1.5 GB) is too slow for CI, so the
+install is tested on a subset of the lock (pytest and its dependencies, numpy)
 plus the fedlab-workbook wheel, in a fresh virtual environment, with pip's
 configuration isolated (this machine has a global pip.conf with extra indexes
 and find-links), ``PIP_NO_INDEX=1``, a dead proxy, and, where the kernel
@@ -52,26 +52,29 @@ def no_network_prefix() -> list[str]:
 def test_makefile_installs_from_the_wheelhouse_with_no_index(tmp_path):
     wh = tmp_path / "usb" / "wheelhouse"
     res = subprocess.run(
-        ["make", "-n", "lab", f"WHEELHOUSE={wh}", f"VENV={tmp_path / 'v'}", f"FLOWER_VENV={tmp_path / 'f'}",
+        ["make", "-n", "lab", f"WHEELHOUSE={wh}", f"VENV={tmp_path / 'v'}",
          "TORCH_INDEX=https://download.pytorch.org/whl/cpu"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert res.returncode == 0, res.stderr
     installs = [line for line in res.stdout.splitlines() if "pip install" in line and "-r requirements" in line]
-    assert len(installs) == 2, res.stdout  # the course environment and the Flower one
-    for line in installs:
+    assert len(installs) == 1, res.stdout  # one environment for the whole course
+    jobs = [line for line in res.stdout.splitlines() if "pip download" in line and "syft==0.10.0" in line]
+    assert len(jobs) == 1, res.stdout  # lesson 06's job wheels, from the same wheelhouse
+    for line in installs + jobs:
         assert f"--no-index --find-links {wh}" in line
         assert "--extra-index-url" not in line  # a wheelhouse replaces every index, TORCH_INDEX too
+    assert "fedlab jobs warm" in res.stdout
     res = subprocess.run(["make", "-n", "wheelhouse", f"WHEELHOUSE_DIR={tmp_path / 'wh'}"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert "-r requirements.lock" in res.stdout and "-r requirements-flower.lock" in res.stdout
+    assert "-r requirements.lock" in res.stdout and "requirements-flower" not in res.stdout
     assert "pip wheel" in res.stdout and "--no-build-isolation" in res.stdout
 
 
 @pytest.mark.timeout(400)
 def test_install_from_a_wheelhouse_works_with_no_index(tmp_path):
-    pins = lock_pins(ROOT / "requirements-flower.lock")
+    pins = lock_pins(ROOT / "requirements.lock")
     reqs = tmp_path / "subset.txt"
     reqs.write_text("".join(f"{name}=={pins[name]}\n" for name in SUBSET))
     wh = tmp_path / "wheelhouse"

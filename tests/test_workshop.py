@@ -1,7 +1,7 @@
 """The live room federation (``python -m fedlab workshop serve|join``) on loopback, in separate processes.
 
-Runs in the Flower environment (``make test-flower``): without flwr every test
-here fails (never skips). Every wait is bounded (hang guards only, no
+Runs in the course environment (flwr is in requirements.lock; part of
+``make test``): without flwr every test here fails (never skips). Every wait is bounded (hang guards only, no
 timing asserts); every process started here is stopped, and the tests check
 that none is left behind.
 """
@@ -29,15 +29,15 @@ pytestmark = pytest.mark.flower
 
 @pytest.fixture(autouse=True, scope="module")
 def _flower_installed():
-    """The Flower environment is required: without flwr every test here fails (never skips).
+    """flwr is required: without it every test here fails (never skips).
 
-    Imported here, not at module top, so that the main environment's run
-    (``-m "not flower"``) can collect and deselect this file.
+    Imported here, not at module top, so that a run with ``-m "not flower"``
+    can still collect and deselect this file.
     """
     try:
         import flwr  # noqa: F401
     except ImportError:
-        pytest.fail("flwr is not installed in this Python: run these tests in .venv-flower (make test-flower)")
+        pytest.fail("flwr is not installed in this Python: run these tests in the course environment (make test)")
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[1]
@@ -335,13 +335,13 @@ def test_data_for_a_participant(tmp_path):
         workshop.prepare_data(tmp_path, (np.zeros((4, 63)), y))
 
 
-def test_main_environment_is_told_to_use_the_flower_one(monkeypatch, capsys):
+def test_a_python_without_flwr_is_told_to_use_the_course_env(monkeypatch, capsys):
     from fedlab import __main__
 
     monkeypatch.setattr(workshop, "flower_available", lambda: False)
     assert __main__.main(["workshop", "serve"]) == 2
     err = capsys.readouterr().err
-    assert ".venv-flower/bin/python -m fedlab workshop" in err
+    assert ".venv/bin/python -m fedlab workshop" in err
 
 
 # ---- the drawing pad ---------------------------------------------------------------------------------

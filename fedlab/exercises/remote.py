@@ -3,7 +3,10 @@
 06.1 ``make_mock``         a mock of a hospital's records: same schema, realistic marginals, nothing real
 06.2 ``hospital_update``   the function a datasite runs: one FedAvg client update returning delta, n, loss
 06.3 ``aggregate_remote``  FedAvg over the datasites' results (weighted by n), with the weighted loss
-06.4 ``owner_guard``       the owner's execution-count check that syft 0.9.5 does not do
+06.5 ``release_check``     the owner's look at a finished job's outputs and log before sharing them
+
+(06.4, the execution-count guard that syft 0.9.5 needed, is retired: syft 0.10
+runs an approved job once, when the owner runs it.)
 
 The references are in :mod:`fedlab.remote` (its pure half, which never
 imports syft), so checking an answer takes milliseconds.
@@ -288,65 +291,77 @@ def _t_agg_dtype(answer):
         )
 
 
-# ---- 06.4 owner_guard ---------------------------------------------------------------------
+# ---- 06.5 release_check -------------------------------------------------------------------
 
-_HISTORY = [
-    {"function": "poor_sleep_rate", "status": "approved", "runs": 3},
-    {"function": "first_rows", "status": "denied", "runs": 0},
-    {"function": "update_r0", "status": "approved", "runs": 1},
-    {"function": "update_r1", "status": "approved", "runs": 0},
-    {"function": "update_r2", "status": "pending", "runs": 0},
-]
+_RESULT = b'{"delta": [[0.1, -0.2]], "n": 40, "loss": 0.61}'
 
 
-def _guard(answer, history, what, **kwargs):
-    got = answer([dict(h) for h in history], **kwargs)
-    if not isinstance(got, dict):
-        raise CheckFailed(f"{what}: expected a dict function -> action, got {type(got).__name__}")
+def _release(answer, files, log, what, expected=("result.json",)):
+    got = answer(dict(files), log, expected=set(expected))
+    if got is not None and not isinstance(got, str):
+        raise CheckFailed(f"{what}: expected None (release) or a reason (str), got {type(got).__name__}")
+    if isinstance(got, str) and not got.strip():
+        raise CheckFailed(f"{what}: an empty reason tells the scientist nothing; return None to release")
     return got
 
 
-def _t_guard_table(answer):
-    got = _guard(answer, _HISTORY, "five requests, limit=1", limit=1)
-    want = remote.owner_guard(_HISTORY, limit=1)
-    for rec in _HISTORY:
-        name = rec["function"]
-        expect_equal(
-            got.get(name),
-            want[name],
-            what=f"{name} ({rec['status']}, ran {rec['runs']} time(s), limit 1)",
-            hint="'alert' if runs > limit (whatever the status); 'close' if approved and runs == limit; else 'keep'",
+def _t_release_clean(answer):
+    got = _release(answer, {"result.json": _RESULT}, "", "the approved result.json and an empty log")
+    if got is not None:
+        raise CheckFailed(
+            f"the approved result.json and an empty log: you held it ({got!r}); it is exactly what was approved, "
+            "so release it (return None)"
         )
 
 
-def _t_guard_limit(answer):
-    history = [
-        {"function": "a", "status": "approved", "runs": 1},
-        {"function": "b", "status": "approved", "runs": 2},
-        {"function": "c", "status": "approved", "runs": 3},
-    ]
-    got = _guard(answer, history, "limit=2", limit=2)
-    expect_equal(
-        [got.get(k) for k in "abc"],
-        ["keep", "close", "alert"],
-        what="runs 1, 2, 3 with limit=2",
-        hint="use the limit you are given, not 1",
-    )
+def _t_release_extra_file(answer):
+    files = {"result.json": _RESULT, "rows.csv": b"age,bp\n63,141\n"}
+    got = _release(answer, files, "", "result.json plus rows.csv")
+    if got is None or "unexpected" not in got:
+        raise CheckFailed(
+            f"result.json plus rows.csv: you returned {got!r}. Hint: a file nobody approved must not leave; "
+            "the reason starts 'unexpected output'"
+        )
 
 
-def _t_guard_denied_overused(answer):
-    history = [{"function": "old", "status": "denied", "runs": 4}]
-    got = _guard(answer, history, "a denied request that ran 4 times")
-    expect_equal(
-        got.get("old"),
-        "alert",
-        what="denied now, but it ran 4 times before it was closed (limit 1)",
-        hint="results already left the hospital: the owner must hear about it",
-    )
+def _t_release_missing(answer):
+    got = _release(answer, {}, "", "a job that wrote nothing")
+    if got is None or "missing" not in got:
+        raise CheckFailed(
+            f"a job that wrote nothing (result.json approved): you returned {got!r}. "
+            "Hint: the reason says 'missing output'"
+        )
 
 
-def _t_guard_empty(answer):
-    expect_equal(_guard(answer, [], "no requests"), {}, what="an empty history")
+def _t_release_log(answer):
+    got = _release(answer, {"result.json": _RESULT}, "patient 17: 63 y, bp 141\n", "a result and a printed line")
+    if got is None or "log" not in got:
+        raise CheckFailed(
+            f"a result plus a log with one printed line: you returned {got!r}. Hint: the log travels with the "
+            "outputs, so a print is a disclosure: hold it with a reason that mentions the log"
+        )
+
+
+def _t_release_blank_log(answer):
+    got = _release(answer, {"result.json": _RESULT}, "\n  \n", "a result and a log of blank lines")
+    if got is not None:
+        raise CheckFailed(f"a log of blank lines discloses nothing: you held it ({got!r}); count only non-blank lines")
+
+
+def _t_release_order(answer):
+    got = _release(answer, {"dump.bin": b"..."}, "a print\n", "only an unexpected file, and a print")
+    if got is None or "unexpected" not in got:
+        raise CheckFailed(
+            f"only dump.bin (not approved), result.json missing, and a print: you returned {got!r}. Hint: check "
+            "unexpected files first, then missing ones, then the log"
+        )
+
+
+def _t_release_expected_set(answer):
+    files = {"mean.json": b"{}", "count.json": b"{}"}
+    got = _release(answer, files, "", "two approved files", expected=("mean.json", "count.json"))
+    if got is not None:
+        raise CheckFailed(f"mean.json and count.json, both approved: you held them ({got!r}); use `expected`")
 
 
 register(
@@ -368,7 +383,7 @@ register(
     ),
     Exercise(
         "06.2",
-        "the update a datasite runs",
+        "the update a job runs at the hospital",
         "hospital_update",
         (
             Test("logreg", _t_update_logreg),
@@ -380,7 +395,7 @@ register(
     ),
     Exercise(
         "06.3",
-        "aggregating the datasites' results",
+        "aggregating the hospitals' results",
         "aggregate_remote",
         (
             Test("weighted_known_answer", _t_agg_known),
@@ -392,14 +407,19 @@ register(
         hint="sum_k n_k delta_k / sum_k n_k tensor by tensor, and sum_k n_k loss_k / sum_k n_k",
     ),
     Exercise(
-        "06.4",
-        "the owner's execution-count guard",
-        "owner_guard",
+        "06.5",
+        "the owner's release check",
+        "release_check",
         (
-            Test("decision_table", _t_guard_table),
-            Test("limit", _t_guard_limit),
-            Test("denied_but_overused", _t_guard_denied_overused, in_check=False),
-            Test("empty", _t_guard_empty, in_check=False),
+            Test("clean_result", _t_release_clean),
+            Test("unexpected_file", _t_release_extra_file),
+            Test("log_is_a_disclosure", _t_release_log),
+            Test("missing_file", _t_release_missing, in_check=False),
+            Test("blank_log", _t_release_blank_log, in_check=False),
+            Test("order", _t_release_order, in_check=False),
+            Test("expected_set", _t_release_expected_set, in_check=False),
         ),
+        hint="unexpected = set(files) - set(expected); missing = set(expected) - set(files); then the non-blank "
+        "lines of log; return the first problem's reason, else None",
     ),
 )

@@ -10,8 +10,8 @@ Three parts, none of which imports ``flwr`` at import time:
   config parsing, the ``FEDLAB_*`` progress lines and an in-process
   simulation of exactly the same rounds;
 - ``fedlab/flower/app/`` - the Flower app project (``pyproject.toml``,
-  ``ClientApp``, ``ServerApp``), thin wrappers around :mod:`core`; only the
-  Flower environment (``.venv-flower``) can run it;
+  ``ClientApp``, ``ServerApp``), thin wrappers around :mod:`core`; it runs
+  where flwr is installed (the course environment);
 - :mod:`fedlab.flower.local` - a SuperLink and SuperNodes on ``127.0.0.1``
   started as subprocesses and always stopped (``Federation``), plus the argv
   builders the workshop reuses with TLS and SuperNode authentication.

@@ -34,7 +34,7 @@ Node config (``flower-supernode --node-config``; :func:`parse_node_config`)
 ``partition-id=<i> num-partitions=<K>``: an IID shard (``fedlab.partition.iid``,
 seed :data:`PARTITION_SEED`) of the shipped digits' training split; or
 ``data-file="<path>.npz"``: the participant's own file with ``x`` ``[n, 64]``
-float32 in [0, 1] and ``y`` ``[n]`` int labels in 0..9 (:func:`save_data_file`
+float32 in [0, 1] and ``y`` ``[n]`` int labels in 0..9 (:func:`fedlab.data.save_digits_file`
 writes one). Other keys are ignored (a workshop may add a ``name``).
 
 Run config (``[tool.flwr.app.config]``; :func:`parse_run_config`)
@@ -74,19 +74,16 @@ import hashlib
 import json
 import math
 import numbers
-import os
 import re
 import time
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from fedlab import data, fedavg, models, partition, seeding, validate
 
-IN_FEATURES, NUM_CLASSES = 64, 10
+IN_FEATURES, NUM_CLASSES = data.DIGITS_FEATURES, data.DIGITS_CLASSES
 MODELS = ("logreg", "mlp")
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
@@ -317,52 +314,11 @@ def test_data() -> tuple[np.ndarray, np.ndarray]:
 test_data.__test__ = False  # not a pytest test
 
 
-def check_xy(x, y, *, where: str = "data") -> tuple[np.ndarray, np.ndarray]:
-    """``x`` ``[n, 64]`` finite floats and ``y`` ``[n]`` ints in 0..9, n >= 1; returns float32 / int64."""
-    x, y = np.asarray(x), np.asarray(y)
-    if x.ndim != 2 or x.shape[1] != IN_FEATURES or x.dtype.kind not in "fiu":
-        raise ValueError(f"{where}: x has shape {x.shape} and dtype {x.dtype}: expected [n, {IN_FEATURES}] floats")
-    if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise ValueError(f"{where}: y has shape {y.shape} and dtype {y.dtype}: expected [n] int labels")
-    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise ValueError(f"{where}: x has {x.shape[0]} rows and y {y.shape[0]}: expected the same n >= 1")
-    if y.min() < 0 or y.max() >= NUM_CLASSES:
-        raise ValueError(f"{where}: y has labels in [{y.min()}, {y.max()}]: expected 0..{NUM_CLASSES - 1}")
-    x = x.astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{where}: x has NaN or infinite values: expected finite numbers")
-    return x, y.astype(np.int64)
-
-
-def load_data_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """A participant's own data: an ``.npz`` with ``x`` ``[n, 64]`` and ``y`` ``[n]`` (see :func:`save_data_file`)."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ValueError(f"data-file={str(path)!r}: no such file (an .npz with arrays x [n, 64] and y [n])")
-    try:
-        z = np.load(p, allow_pickle=False)
-        files = list(z.files) if isinstance(z, np.lib.npyio.NpzFile) else None
-        arrays = {k: z[k] for k in ("x", "y") if files is not None and k in files}
-        if files is not None:
-            z.close()
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"data-file={str(path)!r}: not a readable .npz file ({err})") from None
-    if files is None:
-        raise ValueError(f"data-file={str(path)!r}: holds one array, not an .npz with arrays x and y")
-    missing = sorted({"x", "y"} - set(files))
-    if missing:
-        raise ValueError(f"data-file={str(path)!r} has arrays {sorted(files)}: missing {missing}")
-    x, y = arrays["x"], arrays["y"]
-    return check_xy(x, y, where=f"data-file={str(path)!r}")
-
-
-def save_data_file(path: str | os.PathLike, x, y) -> Path:
-    """Write ``x`` (float32 ``[n, 64]``) and ``y`` (int64 ``[n]``) as the ``.npz`` a ``data-file`` node reads."""
-    x, y = check_xy(x, y, where="save_data_file")
-    p = Path(path)
-    with open(p, "wb") as f:  # a file object, so numpy does not append ".npz" to the name
-        np.savez(f, x=x, y=y)
-    return p
+# The digits data files (check, load, save) live with the data: fedlab.data.check_digits_xy,
+# load_digits_file, save_digits_file. The node code keeps calling them by these names.
+check_xy = data.check_digits_xy
+load_data_file = data.load_digits_file
+save_data_file = data.save_digits_file
 
 
 def load_node_data(node: NodeData) -> tuple[np.ndarray, np.ndarray]:

@@ -7,12 +7,12 @@
         result = fed.run(APP_DIR, {"num-server-rounds": 3}, on_round=print)
     # every process is gone here, also after a KeyboardInterrupt inside the block
 
-It needs the Flower environment's executables (``flower-superlink``,
+It needs Flower's executables (``flower-superlink``,
 ``flower-supernode``, ``flwr``; see :func:`flower_bin`) but imports no
 ``flwr`` itself. Offline: ``FLWR_TELEMETRY_ENABLED=0``,
 ``FLWR_DISABLE_UPDATE_CHECK=1`` and the SuperLink's
 ``--disable-runtime-dependency-installation`` (the app's dependencies, i.e.
-``fedlab``, are already installed in the Flower environment). ``FLWR_HOME``
+``fedlab``, are already installed in the course environment). ``FLWR_HOME``
 is a fresh temporary folder holding the connection in ``config.toml``.
 
 Cleanup. Every process is started in its own session (``start_new_session``),
@@ -68,20 +68,20 @@ def flower_bin() -> Path:
     """The folder holding Flower's executables.
 
     In order: ``$FEDLAB_FLOWER_BIN``; the folder of the running Python (the
-    lesson's kernel is the Flower environment); the repository's
-    ``.venv-flower/bin``. Raises ``FileNotFoundError`` saying how to make it.
+    course environment's ``bin``); the repository's ``.venv/bin``. Raises
+    ``FileNotFoundError`` saying how to make it.
     """
     root = Path(__file__).resolve().parents[2]
     candidates = []
     if os.environ.get("FEDLAB_FLOWER_BIN"):
         candidates.append(Path(os.environ["FEDLAB_FLOWER_BIN"]))
-    candidates += [Path(sys.executable).parent, root / ".venv-flower" / "bin"]
+    candidates += [Path(sys.executable).parent, root / ".venv" / "bin"]
     for c in candidates:
         if all((c / exe).exists() for exe in EXECUTABLES):
             return c
     raise FileNotFoundError(
         f"no folder with {', '.join(EXECUTABLES)} among {[str(c) for c in candidates]}: "
-        "run `make flower` (creates .venv-flower) or set FEDLAB_FLOWER_BIN to the Flower environment's bin"
+        "run `make install` (flwr is in requirements.lock) or set FEDLAB_FLOWER_BIN to a folder with them"
     )
 
 

@@ -1,4 +1,4 @@
-"""Draw your own digits for the workshop federation; they stay on your laptop (lesson 11, Flower kernel).
+"""Draw your own digits for the workshop federation; they stay on your laptop (lesson 11).
 
 A participant draws a digit with the mouse (or a finger) on an ipycanvas
 pad, picks its label and presses *Add*; :meth:`DigitPad.data` returns the
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedlab import validate
+from fedlab import data, validate
 
 BITMAP = 32
 """Side of the bitmap the UCI digits were counted from (32 x 32, 4 x 4 blocks -> 8 x 8)."""
@@ -212,9 +212,7 @@ class DigitPad:
 
     def save(self, path: str | os.PathLike = "workshop-join/my-digits.npz") -> Path:
         """Write the digits as the ``.npz`` a workshop SuperNode reads (``x``, ``y``); returns the path."""
-        from fedlab.flower import core
-
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         x, y = self.data()
-        return core.save_data_file(p, x, y)
+        return data.save_digits_file(p, x, y)
