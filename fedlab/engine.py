@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedlab import fedavg, models, validate
+from fedlab import models, updates, validate
 
 
 @contextlib.contextmanager
@@ -114,7 +114,7 @@ class Cohort:
         """One :class:`fedlab.fedavg.ClientOutput` per client (for code that wants them singly)."""
         deltas = [d.numpy() for d in self.deltas()]
         return [
-            fedavg.ClientOutput(
+            updates.ClientOutput(
                 [d[k].copy() for d in deltas],
                 int(self.num_examples[k]),
                 {"loss": float(self.losses[k]), "steps": float(self.steps[k])},

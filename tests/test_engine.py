@@ -130,3 +130,31 @@ def test_run_with_dropouts_and_stragglers_batched_equals_loop(policy):
     assert P.allclose(pa, pb, atol=5e-6, rtol=1e-4)
     assert np.array_equal(ha.column("reported"), hb.column("reported"))
     assert np.all(ha.column("reported") <= ha.column("clients")) and ha.column("reported").min() < 6
+
+
+def _fedlab_imports(module: str) -> set[str]:
+    """The fedlab modules that ``fedlab/<module>.py`` imports (any depth of the file, lazy imports too)."""
+    import ast
+    from pathlib import Path
+
+    import fedlab
+
+    tree = ast.parse((Path(fedlab.__file__).parent / f"{module}.py").read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "fedlab":
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fedlab."):
+            out.add(node.module.split(".")[1])
+    return out
+
+
+def test_no_import_circle_between_fedavg_and_engine():
+    """Records and aggregation below (updates), both trainers above, fedavg.run the one place that picks."""
+    assert "fedavg" not in _fedlab_imports("engine")
+    assert not {"fedavg", "engine"} & _fedlab_imports("updates")
+    assert {"engine", "updates"} <= _fedlab_imports("fedavg")
+    from fedlab import fedavg, updates
+
+    for name in ("ClientOutput", "ServerState", "aggregate", "server_update", "epoch_orders", "steps_per_epoch"):
+        assert getattr(fedavg, name) is getattr(updates, name)
