@@ -99,11 +99,17 @@ class Cohort:
         ``w_k = n_k / sum n`` (one matrix-vector product per tensor, float32).
         """
         w = torch.as_tensor(self.num_examples / self.num_examples.sum(), dtype=torch.float32)
-        return [(torch.tensordot(w, f, dims=1) - s).numpy() for f, s in zip(self.final, self.start)]
+        return [torch.tensordot(w, d, dims=1).numpy() for d in self.deltas()] if self.stacked else [
+            (torch.tensordot(w, f, dims=1) - s).numpy() for f, s in zip(self.final, self.start)]  # fmt: skip
 
     def deltas(self) -> list:
         """Stacked deltas, ``[S, *shape_i]`` per tensor."""
-        return [f - s.unsqueeze(0) for f, s in zip(self.final, self.start)]
+        return [f - (s if self.stacked else s.unsqueeze(0)) for f, s in zip(self.final, self.start)]
+
+    @property
+    def stacked(self) -> bool:
+        """True when every client started from its own parameters (``start[i]`` is ``[S, *shape_i]``)."""
+        return self.start[0].dim() == self.final[0].dim()
 
     def mean_loss(self) -> float:
         """Training loss averaged over clients, weighted by example count."""
@@ -155,11 +161,22 @@ def train(
     lr: float,
     mu: float = 0.0,
     max_steps: np.ndarray | None = None,
+    stacked: bool = False,
+    anchor: list | None = None,
 ) -> Cohort:
     """Train the clients ``chosen`` (indices into ``packed``) from ``params``, all at once.
 
     Parameters
     ----------
+    params
+        The parameters every client starts from (``stacked=False``), or one
+        start per client, ``[S, *shape_i]`` per tensor (``stacked=True``: the
+        personal state of lesson 12, e.g. a personal head on a shared body, or
+        Ditto's personal models).
+    mu, anchor
+        Proximal pull ``mu/2 ||w - anchor||^2`` (FedProx; Ditto's ``lambda``).
+        ``anchor`` defaults to the start (FedProx); Ditto passes the global
+        model while the clients start from their own personal models.
     keys
         ``[S, epochs, n_max]`` shuffle keys; client ``k`` uses
         ``keys[k, :, :n_k]`` exactly as :func:`fedlab.fedavg.epoch_orders` does.
@@ -178,7 +195,12 @@ def train(
     if S != len(chosen) or nmax < sizes.max():
         raise ValueError(f"keys has shape {keys.shape}: must be [{len(chosen)}, epochs, >= {sizes.max()}]")
     keys = keys[:, :, : int(sizes.max())]
-    params = models.check_params(spec, params)
+    if stacked:
+        params = _check_stacked(spec, params, S)
+    else:
+        params = models.check_params(spec, params)
+    if anchor is not None:
+        anchor = [torch.from_numpy(p) for p in models.check_params(spec, anchor, name="anchor")]
     orders, b, T, counts, steps = _plan(sizes, keys, batch_size)
     if max_steps is not None:
         max_steps = np.asarray(max_steps, dtype=np.int64)
@@ -206,10 +228,11 @@ def train(
             active = torch.as_tensor(counts[:, e, t] > 0) if mu else None
             batches.append((packed.x[rows, idx], packed.y[rows, idx], wt, active))
     start = [torch.from_numpy(p) for p in params]
+    pull = start if anchor is None else anchor
     if spec.kind == "cnn":
-        final, loss_sum = _train_generic(spec, start, batches, lr=lr, mu=mu)
+        final, loss_sum = _train_generic(spec, start, batches, lr=lr, mu=mu, anchor=pull, stacked=stacked)
     else:
-        final, loss_sum = _train_dense(spec, start, batches, lr=lr, mu=mu)
+        final, loss_sum = _train_dense(spec, start, batches, lr=lr, mu=mu, anchor=pull, stacked=stacked)
     return Cohort(final, start, sizes.copy(), loss_sum.numpy().astype(np.float64) / np.maximum(steps, 1), steps)
 
 
@@ -221,7 +244,22 @@ def _act_grad(name: str, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return 1 - h * h
 
 
-def _train_dense(spec, start, batches, *, lr, mu):
+def _check_stacked(spec: models.ModelSpec, params, num: int) -> list:
+    """Per-client starts: ``[num, *shape_i]`` float32 per tensor of ``spec``."""
+    like = models.shapes(spec)
+    if not isinstance(params, (list, tuple)) or len(params) != len(like):
+        raise ValueError(f"params is a {type(params).__name__} of length {len(params)}: stacked params need "
+                         f"{len(like)} tensors of shape [{num}, *shape]")  # fmt: skip
+    out = []
+    for i, (p, shape) in enumerate(zip(params, like)):
+        p = np.asarray(p.detach() if isinstance(p, torch.Tensor) else p)
+        if p.shape != (num, *shape):
+            raise ValueError(f"params[{i}] has shape {p.shape}: stacked params need {(num, *shape)}")
+        out.append(np.ascontiguousarray(p, dtype=np.float32))
+    return out
+
+
+def _train_dense(spec, start, batches, *, lr, mu, anchor, stacked=False):
     """Logistic regression and MLPs with the backward pass written out (see module docstring).
 
     Weights keep torch's layout ``[S, out, in]``. Before the first step all
@@ -230,8 +268,12 @@ def _train_dense(spec, start, batches, *, lr, mu):
     """
     S = batches[0][0].shape[0]
     n_layers = len(start) // 2
-    Ws = [start[2 * i].unsqueeze(0) for i in range(n_layers)]  # [1 or S, out, in]
-    bs = [start[2 * i + 1].unsqueeze(0) for i in range(n_layers)]  # [1 or S, out]
+    if stacked:  # every client its own start (personal state): clone, the updates below are in place
+        Ws = [start[2 * i].clone() for i in range(n_layers)]  # [S, out, in]
+        bs = [start[2 * i + 1].clone() for i in range(n_layers)]  # [S, out]
+    else:
+        Ws = [start[2 * i].unsqueeze(0) for i in range(n_layers)]  # [1 or S, out, in]
+        bs = [start[2 * i + 1].unsqueeze(0) for i in range(n_layers)]  # [1 or S, out]
     loss_sum = torch.zeros(S)
     act = spec.activation
     for x, y, w, active in batches:
@@ -259,8 +301,8 @@ def _train_dense(spec, start, batches, *, lr, mu):
                 g_in = (torch.matmul(g, W[0]) if shared else torch.bmm(g, W)) * _act_grad(act, hs[i], zs[i - 1])
             if mu:
                 m = active.to(g.dtype)
-                gW = (torch.bmm(g.transpose(1, 2), hs[i]) + mu * (W - start[2 * i])) * m[:, None, None]
-                gb = (gb + mu * (bs[i] - start[2 * i + 1])) * m[:, None]
+                gW = (torch.bmm(g.transpose(1, 2), hs[i]) + mu * (W - anchor[2 * i])) * m[:, None, None]
+                gb = (gb + mu * (bs[i] - anchor[2 * i + 1])) * m[:, None]
                 Ws[i] = W - lr * gW if shared else W.sub_(gW, alpha=lr)
             elif shared:  # W - lr * g^T h, fused; creates the per-client copies
                 Ws[i] = torch.baddbmm(W, g.transpose(1, 2), hs[i], alpha=-lr)
@@ -275,7 +317,7 @@ def _train_dense(spec, start, batches, *, lr, mu):
     return final, loss_sum
 
 
-def _train_generic(spec, start, batches, *, lr, mu):
+def _train_generic(spec, start, batches, *, lr, mu, anchor, stacked=False):
     """Any model: vmap over clients of the autograd gradient of the weighted loss."""
     from torch.func import grad_and_value, vmap
 
@@ -286,13 +328,13 @@ def _train_generic(spec, start, batches, *, lr, mu):
         return (F.cross_entropy(logits, y, reduction="none") * w).sum()
 
     step = vmap(grad_and_value(loss_fn))
-    tensors = [p.unsqueeze(0).repeat(S, *([1] * p.ndim)) for p in start]
+    tensors = [p.clone() if stacked else p.unsqueeze(0).repeat(S, *([1] * p.ndim)) for p in start]
     loss_sum = torch.zeros(S)
     for x, y, w, active in batches:
         grads, loss = step(tuple(tensors), x, y, w)
         loss_sum += loss
         with torch.no_grad():
-            for p, gr, p0 in zip(tensors, grads, start):
+            for p, gr, p0 in zip(tensors, grads, anchor):
                 if mu:
                     gr = (gr + mu * (p - p0)) * active.to(gr.dtype).view(-1, *([1] * (p.ndim - 1)))
                 p.sub_(lr * gr)

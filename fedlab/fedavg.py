@@ -66,6 +66,7 @@ def local_sgd(
     lr: float,
     mu: float = 0.0,
     max_steps: int | None = None,
+    anchor: list | None = None,
 ) -> ClientOutput:
     """Minibatch SGD over ``(x, y)`` visiting examples in ``orders``: the plain PyTorch reference.
 
@@ -82,6 +83,11 @@ def local_sgd(
     max_steps
         Stop after this many SGD steps (a *straggler* that finishes only part
         of its work); ``None`` runs every epoch to the end.
+    anchor
+        What the proximal term pulls towards: ``mu * (w - anchor)``. ``None``
+        is the received ``params`` (FedProx); Ditto (lesson 12,
+        :mod:`fedlab.personal`) starts from a personal model and pulls it to
+        the global one.
 
     """
     x, y = check_xy(x, y, spec)
@@ -94,7 +100,10 @@ def local_sgd(
         raise ValueError(f"orders has shape {orders.shape}: each row must be a permutation of {n} examples")
     check_hyper(orders.shape[0], batch_size, lr, mu)
     module = models.build(spec, params)
-    start = [p.detach().clone() for p in module.parameters()]
+    if anchor is None:
+        start = [p.detach().clone() for p in module.parameters()]
+    else:
+        start = [torch.as_tensor(a) for a in models.check_params(spec, anchor, name="anchor")]
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.long)
     b = n if batch_size is None else batch_size
