@@ -56,6 +56,10 @@ def _acc_case(answer, pred, y, user, num_users, what, hint=""):
     want = reference_user_accuracy(pred, y, user, num_users)
     if got.shape != want.shape:
         raise CheckFailed(f"{what}: expected shape {want.shape} (one accuracy per user id), got {got.shape}")
+    right = np.bincount(user, (np.asarray(pred) == np.asarray(y)).astype(np.float64), minlength=num_users)
+    if np.allclose(got, right / len(y), equal_nan=True) and not np.allclose(got, want, equal_nan=True):
+        raise CheckFailed(f"{what}: you divided each user's right days by all rows ({len(y)}); divide by the "
+                          "user's own number of rows (np.bincount(user, minlength=num_users))")  # fmt: skip
     if not np.array_equal(np.isnan(got), np.isnan(want)):
         raise CheckFailed(f"{what}: users without rows must be nan (no days, no score), others a number; got "
                           f"{np.round(got, 3).tolist()}, expected {np.round(want, 3).tolist()}")  # fmt: skip
@@ -157,6 +161,14 @@ def _ditto_case(answer, *, spec, lam, lr, seed, what, hint=""):
         if P.allclose(got, wrong, atol=1e-6, rtol=1e-5):
             raise CheckFailed(f"{what}: the pull has the wrong sign: the step must move v *towards* w, "
                               "grad + lam * (v - w), not lam * (w - v)")  # fmt: skip
+    grad_at_w = fedavg.local_sgd(spec, w, x, y, orders=np.arange(len(y))[None], batch_size=None, lr=lr).delta
+    if P.allclose(got, [a + d - lr * lam * (a - c) for a, d, c in zip(v, grad_at_w, w)], atol=1e-6, rtol=1e-5):
+        raise CheckFailed(f"{what}: you took the loss gradient at the global model w; Ditto's personal step "
+                          "differentiates the phone's loss at its own model v")  # fmt: skip
+    plain = reference_ditto_step(spec, v, w, x, y, lam=0.0, lr=lr)
+    if lam and P.allclose(got, [a - lam * (b - c) for a, b, c in zip(plain, v, w)], atol=1e-6, rtol=1e-5):
+        raise CheckFailed(f"{what}: the pull lam * (v - w) was not multiplied by lr: the whole step is "
+                          "lr * (grad + lam * (v - w))")  # fmt: skip
     expect_params_close(got, want, what=what, atol=1e-5, rtol=1e-4, hint=hint or
                         "the mean cross-entropy gradient at v over all rows, plus lam * (v - w), times lr")  # fmt: skip
 
@@ -249,7 +261,7 @@ register(
             Test("no_pull", _t_ditto_no_pull),
             Test("pull", _t_ditto_pull),
             Test("mlp", _t_ditto_mlp, in_check=False),
-            Test("gradient_at_v", _t_ditto_gradient_at_v, in_check=False),
+            Test("gradient_at_v", _t_ditto_gradient_at_v),
         ),
     ),
     Exercise(
@@ -259,7 +271,7 @@ register(
         (
             Test("half", _t_rec_half),
             Test("clipped", _t_rec_clip),
-            Test("nothing_lost", _t_rec_nothing_lost, in_check=False),
+            Test("nothing_lost", _t_rec_nothing_lost),
         ),
     ),
 )
