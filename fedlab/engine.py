@@ -163,6 +163,7 @@ def train(
     max_steps: np.ndarray | None = None,
     stacked: bool = False,
     anchor: list | None = None,
+    frozen: Sequence[int] = (),
 ) -> Cohort:
     """Train the clients ``chosen`` (indices into ``packed``) from ``params``, all at once.
 
@@ -182,6 +183,10 @@ def train(
         ``keys[k, :, :n_k]`` exactly as :func:`fedlab.fedavg.epoch_orders` does.
     max_steps
         ``[S]`` step limits (stragglers), or ``None`` for all steps.
+    frozen
+        Indices of parameter tensors that are not updated (their gradient is
+        computed where a layer below needs it, never applied). FedRep (lesson 12)
+        trains the head with the body frozen, then the body with the head frozen.
 
     Returns
     -------
@@ -201,6 +206,7 @@ def train(
         params = models.check_params(spec, params)
     if anchor is not None:
         anchor = [torch.from_numpy(p) for p in models.check_params(spec, anchor, name="anchor")]
+    frozen = updates.check_frozen(frozen, len(params))
     orders, b, T, counts, steps = _plan(sizes, keys, batch_size)
     if max_steps is not None:
         max_steps = np.asarray(max_steps, dtype=np.int64)
@@ -229,10 +235,8 @@ def train(
             batches.append((packed.x[rows, idx], packed.y[rows, idx], wt, active))
     start = [torch.from_numpy(p) for p in params]
     pull = start if anchor is None else anchor
-    if spec.kind == "cnn":
-        final, loss_sum = _train_generic(spec, start, batches, lr=lr, mu=mu, anchor=pull, stacked=stacked)
-    else:
-        final, loss_sum = _train_dense(spec, start, batches, lr=lr, mu=mu, anchor=pull, stacked=stacked)
+    trainer = _train_generic if spec.kind == "cnn" else _train_dense
+    final, loss_sum = trainer(spec, start, batches, lr=lr, mu=mu, anchor=pull, stacked=stacked, frozen=frozen)
     return Cohort(final, start, sizes.copy(), loss_sum.numpy().astype(np.float64) / np.maximum(steps, 1), steps)
 
 
@@ -259,7 +263,7 @@ def _check_stacked(spec: models.ModelSpec, params, num: int) -> list:
     return out
 
 
-def _train_dense(spec, start, batches, *, lr, mu, anchor, stacked=False):
+def _train_dense(spec, start, batches, *, lr, mu, anchor, stacked=False, frozen=frozenset()):
     """Logistic regression and MLPs with the backward pass written out (see module docstring).
 
     Weights keep torch's layout ``[S, out, in]``. Before the first step all
@@ -276,14 +280,16 @@ def _train_dense(spec, start, batches, *, lr, mu, anchor, stacked=False):
         bs = [start[2 * i + 1].unsqueeze(0) for i in range(n_layers)]  # [1 or S, out]
     loss_sum = torch.zeros(S)
     act = spec.activation
+    # the lowest layer with a trainable tensor: the backward pass stops there (nothing below is updated)
+    lowest = min((j // 2 for j in range(2 * n_layers) if j not in frozen), default=n_layers)
     for x, y, w, active in batches:
         hs, zs = [x], []
         for i in range(n_layers):
             W = Ws[i]
-            if W.shape[0] == 1:  # still shared: one plain matmul for all clients
+            if W.shape[0] == 1 and bs[i].shape[0] == 1:  # still shared: one plain matmul for all clients
                 z = torch.addmm(bs[i][0], hs[-1].reshape(-1, W.shape[2]), W[0].t()).view(S, -1, W.shape[1])
-            else:
-                z = torch.baddbmm(bs[i].unsqueeze(1), hs[-1], W.transpose(1, 2))
+            else:  # (a frozen tensor stays shared, [1, ...], while the other one of its layer is per client)
+                z = torch.baddbmm(bs[i].unsqueeze(1), hs[-1], W.expand(S, -1, -1).transpose(1, 2))
             zs.append(z)
             if i < n_layers - 1:
                 hs.append(torch.relu(z) if act == "relu" else torch.sigmoid(z) if act == "sigmoid" else torch.tanh(z))
@@ -293,22 +299,26 @@ def _train_dense(spec, start, batches, *, lr, mu, anchor, stacked=False):
         g = logp.exp()
         g.scatter_add_(2, y.unsqueeze(-1), torch.full_like(logp_y, -1.0).unsqueeze(-1))
         g.mul_(w.unsqueeze(-1))  # d(mean CE)/dz = (p - onehot) / count
-        for i in reversed(range(n_layers)):
+        for i in reversed(range(lowest, n_layers)):
             W, shared = Ws[i], Ws[i].shape[0] == 1
             gb = g.sum(1)
             g_in = None
-            if i > 0:  # gradient for the layer below, with the weights before this step's update
+            if i > lowest:  # gradient for the layer below, with the weights before this step's update
                 g_in = (torch.matmul(g, W[0]) if shared else torch.bmm(g, W)) * _act_grad(act, hs[i], zs[i - 1])
-            if mu:
-                m = active.to(g.dtype)
+            m = active.to(g.dtype) if mu else None
+            if 2 * i in frozen:
+                pass
+            elif mu:
                 gW = (torch.bmm(g.transpose(1, 2), hs[i]) + mu * (W - anchor[2 * i])) * m[:, None, None]
-                gb = (gb + mu * (bs[i] - anchor[2 * i + 1])) * m[:, None]
                 Ws[i] = W - lr * gW if shared else W.sub_(gW, alpha=lr)
             elif shared:  # W - lr * g^T h, fused; creates the per-client copies
                 Ws[i] = torch.baddbmm(W, g.transpose(1, 2), hs[i], alpha=-lr)
             else:
                 W.baddbmm_(g.transpose(1, 2), hs[i], alpha=-lr)
-            bs[i] = bs[i] - lr * gb if shared else bs[i].sub_(gb, alpha=lr)
+            if 2 * i + 1 not in frozen:
+                if mu:
+                    gb = (gb + mu * (bs[i] - anchor[2 * i + 1])) * m[:, None]
+                bs[i] = bs[i] - lr * gb if bs[i].shape[0] == 1 else bs[i].sub_(gb, alpha=lr)
             if g_in is not None:
                 g = g_in
     final = []
@@ -317,7 +327,7 @@ def _train_dense(spec, start, batches, *, lr, mu, anchor, stacked=False):
     return final, loss_sum
 
 
-def _train_generic(spec, start, batches, *, lr, mu, anchor, stacked=False):
+def _train_generic(spec, start, batches, *, lr, mu, anchor, stacked=False, frozen=frozenset()):
     """Any model: vmap over clients of the autograd gradient of the weighted loss."""
     from torch.func import grad_and_value, vmap
 
@@ -334,7 +344,9 @@ def _train_generic(spec, start, batches, *, lr, mu, anchor, stacked=False):
         grads, loss = step(tuple(tensors), x, y, w)
         loss_sum += loss
         with torch.no_grad():
-            for p, gr, p0 in zip(tensors, grads, anchor):
+            for j, (p, gr, p0) in enumerate(zip(tensors, grads, anchor)):
+                if j in frozen:
+                    continue
                 if mu:
                     gr = (gr + mu * (p - p0)) * active.to(gr.dtype).view(-1, *([1] * (p.ndim - 1)))
                 p.sub_(lr * gr)

@@ -45,6 +45,7 @@ from fedlab.updates import (  # noqa: F401  (records and aggregation live below 
     ClientOutput,
     ServerState,
     aggregate,
+    check_frozen,
     check_hyper,
     check_xy,
     epoch_orders,
@@ -67,6 +68,7 @@ def local_sgd(
     mu: float = 0.0,
     max_steps: int | None = None,
     anchor: list | None = None,
+    frozen: Sequence[int] = (),
 ) -> ClientOutput:
     """Minibatch SGD over ``(x, y)`` visiting examples in ``orders``: the plain PyTorch reference.
 
@@ -88,10 +90,14 @@ def local_sgd(
         is the received ``params`` (FedProx); Ditto (lesson 12,
         :mod:`fedlab.personal`) starts from a personal model and pulls it to
         the global one.
+    frozen
+        Indices of parameter tensors that are not updated (FedRep's alternating
+        training: the head with the body frozen, then the body with the head frozen).
 
     """
     x, y = check_xy(x, y, spec)
     params = models.check_params(spec, params)
+    frozen = check_frozen(frozen, len(params))
     if max_steps is not None:
         validate.positive_int("max_steps", max_steps)
     orders = validate.array("orders", orders, ndim=2, dtype_kind="iu")
@@ -117,7 +123,9 @@ def local_sgd(
             module.zero_grad(set_to_none=True)
             loss.backward()
             with torch.no_grad():
-                for p, p0 in zip(module.parameters(), start):
+                for j, (p, p0) in enumerate(zip(module.parameters(), start)):
+                    if j in frozen:
+                        continue
                     step = p.grad if mu == 0 else p.grad + mu * (p - p0)
                     p.sub_(lr * step)
             losses.append(loss.item())

@@ -9,6 +9,8 @@ global model user by user and builds four ways for a phone to keep a model of it
 - :func:`fine_tune` - FedAvg's global model, then ``k`` SGD steps on the phone's own training days;
 - :func:`run_fedper` - a **personal head** (FedPer, Arivazhagan et al. 2019): the body (first layers) is
   federated, the last ``head`` layers are trained with it on the phone and never leave it;
+  :func:`run_fedrep` is the same split trained as FedRep (Collins et al. 2021): each round the head alone
+  first (body frozen), then the body alone (head frozen);
 - :func:`run_ditto` - **Ditto** (Li et al. 2021): the global model is trained by plain FedAvg and every
   sampled phone also trains a personal model ``v_k`` on ``F_k(v) + lambda/2 ||v - w||^2``, pulled towards
   the global model ``w`` it received.
@@ -31,9 +33,18 @@ Where this departs from the papers (decisions)
   number of local epochs and the same batches as the global update, and ``v_k`` starts as the global model
   the user receives the *first* time it is sampled (the official code starts every ``v_k`` at the initial
   model). A user never sampled has no personal model and is served the global one (:attr:`PersonalRun.trained`).
-- **Personal head**: FedPer's joint training (body and head take the same SGD steps; the body's delta is
-  averaged by example count, the head stays). FedRep (Collins et al. 2021) alternates (head epochs with the
-  body frozen, then body epochs with the head frozen); that is not built.
+- **Personal head**: :func:`run_fedper` is FedPer's joint training (body and head take the same SGD steps;
+  the body's delta is averaged by example count, the head stays). :func:`run_fedrep` is FedRep's alternating
+  training (Collins et al. 2021, Algorithm 1; the official code, ``lgcollins/FedRep``, ``models/Update.py``
+  ``LocalUpdate.train``, was read in forks that carry it: ``local_ep = 11`` epochs of which the first
+  ``local_ep - local_rep_ep = 10`` train the head with the body's ``requires_grad`` off, the last
+  ``local_rep_ep = 1`` the body with the head off). Departures: plain SGD (the official code uses momentum
+  0.5 and weight decay 1e-4; every trainer in this course is plain SGD, so the methods stay comparable);
+  the body is averaged by example count, as FedAvg and FedPer here; no final head-only pass for every user
+  after the last round (the official code's ``last=True`` evaluation step): a user's head is what it
+  trained while sampled, and a user never sampled keeps the initial head (:attr:`PersonalRun.trained`).
+  Frozen tensors are the ``frozen=`` argument of :func:`fedlab.engine.train` and
+  :func:`fedlab.fedavg.local_sgd` (their gradient is never applied).
 - **k steps** of fine-tuning are minibatch SGD steps (not epochs), walking through the user's own days in
   seeded random order for as many epochs as ``k`` needs.
 
@@ -269,14 +280,14 @@ def per_user_scores(
 
 
 def _train(spec, starts, clients, packed, chosen, keys, *, batch_size, lr, mu=0.0, anchor=None, max_steps=None,
-           engine_name="batched"):  # fmt: skip
+           engine_name="batched", frozen=()):  # fmt: skip
     """Train ``chosen`` clients from their own starts (stacked ``[S, ...]``): the one place that picks a trainer.
 
     Returns the stacked final parameters (numpy, ``[S, *shape_i]``).
     """
     if engine_name == "batched":
         cohort = batched.train(spec, starts, packed, chosen, keys=keys, batch_size=batch_size, lr=lr, mu=mu,
-                              max_steps=max_steps, stacked=True, anchor=anchor)  # fmt: skip
+                              max_steps=max_steps, stacked=True, anchor=anchor, frozen=frozen)  # fmt: skip
         return [f.numpy().copy() for f in cohort.final]
     finals = []
     for i, k in enumerate(chosen):
@@ -284,7 +295,7 @@ def _train(spec, starts, clients, packed, chosen, keys, *, batch_size, lr, mu=0.
         start = [s[i] for s in starts]
         out = fedavg.local_sgd(spec, start, x, y, orders=fedavg.epoch_orders(keys[i, :, : len(y)]),
                                batch_size=batch_size, lr=lr, mu=mu, anchor=anchor,
-                               max_steps=None if max_steps is None else int(max_steps[i]))  # fmt: skip
+                               max_steps=None if max_steps is None else int(max_steps[i]), frozen=frozen)  # fmt: skip
         finals.append(P.add(start, out.delta))
     return stack(finals)
 
@@ -446,32 +457,79 @@ def run_fedper(
     """A personal head (FedPer): the first layers are federated, the last ``head`` layers never leave the phone.
 
     Each round the sampled users start from the global body and their own head (initially the initial
-    model's head), train both for ``epochs``, send the body's delta (weighted by example count, as FedAvg)
-    and keep the head. Needs an MLP (a logistic regression has no body).
+    model's head), train both jointly for ``epochs``, send the body's delta (weighted by example count, as
+    FedAvg) and keep the head. Needs an MLP (a logistic regression has no body). :func:`run_fedrep` is the
+    same protocol with FedRep's alternating training.
     """
+    return _run_head(spec, clients, head=head, head_epochs=None, rounds=rounds, seed=seed, fraction=fraction,
+                     epochs=epochs, batch_size=batch_size, lr=lr, test=test, engine=engine,
+                     threads=threads)  # fmt: skip
+
+
+def run_fedrep(
+    spec: models.ModelSpec,
+    clients: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    head: int = 1,
+    head_epochs: int = 10,
+    rounds: int,
+    seed: int,
+    fraction: float = 0.1,
+    epochs: int = 1,
+    batch_size: int | None = 10,
+    lr: float = 0.1,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+    engine: str = "batched",
+    threads: int | None = 1,
+) -> PersonalRun:
+    """A personal head trained as FedRep (Collins et al. 2021): head first, body frozen; then body, head frozen.
+
+    Each round a sampled user takes the global body and its own head, runs ``head_epochs`` epochs of SGD on
+    the head alone (the body frozen), then ``epochs`` epochs on the body alone (the head frozen), sends the
+    body's delta (averaged by example count) and keeps the head. The defaults (10 head epochs, 1 body epoch)
+    are the paper's. Round ``r``'s shuffle keys are one ``[K, head_epochs + epochs, n_max]`` draw from
+    ``derive(seed, r)``: the first ``head_epochs`` epochs' keys for the head, the rest for the body.
+    """
+    validate.positive_int("head_epochs", head_epochs)
+    return _run_head(spec, clients, head=head, head_epochs=int(head_epochs), rounds=rounds, seed=seed,
+                     fraction=fraction, epochs=epochs, batch_size=batch_size, lr=lr, test=test, engine=engine,
+                     threads=threads)  # fmt: skip
+
+
+def _run_head(spec, clients, *, head, head_epochs, rounds, seed, fraction, epochs, batch_size, lr, test, engine,
+              threads):  # fmt: skip
+    """FedPer (``head_epochs=None``: joint training) or FedRep (``head_epochs`` epochs of head, then the body)."""
     head = check_head(spec, head)
     clients = _check_clients(spec, clients)
+    updates.check_hyper(epochs, batch_size, lr, 0.0)
     n_body = len(models.shapes(spec)) - 2 * head
+    body_ids, head_ids = tuple(range(n_body)), tuple(range(n_body, len(models.shapes(spec))))
     sizes = np.array([len(y) for _, y in clients])
     init = models.init_params(spec, rng=seeding.derive(seed, 0))
-    heads = [np.repeat(init[i][None], len(clients), axis=0) for i in range(n_body, len(init))]
+    heads = [np.repeat(init[i][None], len(clients), axis=0) for i in head_ids]
     trained = np.zeros(len(clients), bool)
     body_bytes = P.num_bytes(init[:n_body])
+    kw = dict(batch_size=batch_size, lr=lr, engine_name=engine)
 
     def step(params, chosen, keys, packed):
-        starts = [np.repeat(params[i][None], len(chosen), axis=0) for i in range(n_body)] + [h[chosen] for h in heads]
-        final = _train(spec, starts, clients, packed, chosen, keys, batch_size=batch_size, lr=lr, engine_name=engine)
+        starts = [np.repeat(params[i][None], len(chosen), axis=0) for i in body_ids] + [h[chosen] for h in heads]
+        if head_epochs is None:  # FedPer: body and head take the same steps
+            final = _train(spec, starts, clients, packed, chosen, keys, **kw)
+        else:  # FedRep: the head with the body frozen, then the body with the head frozen
+            mid = _train(spec, starts, clients, packed, chosen, keys[:, :head_epochs], frozen=body_ids, **kw)
+            final = _train(spec, mid, clients, packed, chosen, keys[:, head_epochs:], frozen=head_ids, **kw)
         for h, f in zip(heads, final[n_body:]):
             h[chosen] = f
         trained[chosen] = True
-        body = [params[i] + _weighted_mean(final[i] - params[i][None], sizes[chosen]) for i in range(n_body)]
+        body = [params[i] + _weighted_mean(final[i] - params[i][None], sizes[chosen]) for i in body_ids]
         return body + params[n_body:], body_bytes, float("nan")
 
-    params, hist = _rounds(spec, clients, rounds=rounds, seed=seed, fraction=fraction, epochs=epochs,
+    key_epochs = epochs if head_epochs is None else head_epochs + epochs
+    params, hist = _rounds(spec, clients, rounds=rounds, seed=seed, fraction=fraction, epochs=key_epochs,
                            batch_size=batch_size, lr=lr, test=test, engine_name=engine, threads=threads,
                            client_step=step)  # fmt: skip
     personal = repeat(params[:n_body], len(clients)) + heads
-    return PersonalRun(params, personal, trained, hist, tuple(range(n_body)))
+    return PersonalRun(params, personal, trained, hist, body_ids)
 
 
 def run_ditto(

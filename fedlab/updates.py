@@ -74,6 +74,20 @@ def check_hyper(epochs, batch_size, lr, mu) -> None:
     validate.positive_float("mu", mu, allow_zero=True)
 
 
+def check_frozen(frozen, num_tensors: int) -> frozenset:
+    """Indices of parameter tensors kept fixed during local training: distinct ints in ``0 .. num_tensors - 1``."""
+    if isinstance(frozen, (str, bytes)) or not isinstance(frozen, (Sequence, set, frozenset, np.ndarray)):
+        raise ValueError(f"frozen={frozen!r}: must be a sequence of tensor indices (ints 0 .. {num_tensors - 1})")
+    out = []
+    for j in frozen:
+        if isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer)) or not 0 <= j < num_tensors:
+            raise ValueError(
+                f"frozen={frozen!r}: {j!r} is not a tensor index; allowed are the ints 0 .. {num_tensors - 1}"
+            )
+        out.append(int(j))
+    return frozenset(out)
+
+
 def epoch_orders(keys: np.ndarray) -> np.ndarray:
     """Visiting order per epoch: ``argsort`` of each row of shuffle keys.
 

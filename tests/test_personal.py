@@ -84,6 +84,90 @@ def test_fedper_head_never_travels():
     assert not np.allclose(run.personal[2][0], run.personal[2][1])
 
 
+def _fedrep_by_hand(spec, clients, *, head, head_epochs, rounds, seed, fraction, epochs, batch_size, lr):
+    """FedRep written out per client with autograd: head epochs (body frozen), then body epochs (head frozen)."""
+    n_body = len(models.shapes(spec)) - 2 * head
+    w = models.init_params(spec, rng=fedavg.seeding.derive(seed, 0))
+    heads = [[np.array(p) for p in w[n_body:]] for _ in clients]
+    nmax = max(len(y) for _, y in clients)
+    for r in range(1, rounds + 1):
+        g = fedavg.seeding.derive(seed, r)
+        chosen = fedavg.sample_clients(len(clients), fraction=fraction, rng=g)
+        keys = g.random((len(clients), head_epochs + epochs, nmax))
+        bodies, counts = [], []
+        for k in chosen:
+            x, y = clients[k]
+            t = [torch.tensor(p, requires_grad=True) for p in w[:n_body] + heads[k]]
+            for e, order in enumerate(np.argsort(keys[k, :, : len(y)], axis=1, kind="stable")):
+                train = range(n_body, len(t)) if e < head_epochs else range(n_body)
+                b = len(y) if batch_size is None else batch_size
+                for s in range(0, len(y), b):
+                    idx = order[s : s + b]
+                    loss = F.cross_entropy(models.forward(spec, t, torch.tensor(x[idx])), torch.tensor(y[idx]))
+                    grads = torch.autograd.grad(loss, [t[j] for j in train])
+                    with torch.no_grad():
+                        for j, gr in zip(train, grads):
+                            t[j] -= lr * gr
+            heads[k] = [p.detach().numpy().copy() for p in t[n_body:]]
+            bodies.append([p.detach().numpy().copy() for p in t[:n_body]])
+            counts.append(len(y))
+        wts = np.array(counts, np.float64) / sum(counts)
+        w = [sum(c * b[i] for c, b in zip(wts, bodies)).astype(np.float32) for i in range(n_body)] + w[n_body:]
+    return w, heads
+
+
+@pytest.mark.parametrize("spec, head", [(MLP, 1), (models.mlp(6, (5, 4), 3), 2), (models.mlp(6, (5, 4), 3), 1)])
+@pytest.mark.parametrize("engine", ["batched", "loop"])
+def test_fedrep_equals_the_per_client_loop_by_hand(spec, head, engine):
+    """Oracle: FedRep's alternating training (batched engine, and local_sgd with frozen tensors) == autograd by hand."""
+    kw = dict(head=head, rounds=3, seed=2, fraction=0.5, epochs=2, batch_size=3, lr=0.2)
+    run = personal.run_fedrep(spec, _clients(), head_epochs=3, engine=engine, **kw)
+    w, heads = _fedrep_by_hand(spec, _clients(), head_epochs=3, **kw)
+    _close(run.global_params, w, atol=1e-5)
+    n_body = len(w) - 2 * head
+    for u in range(len(heads)):
+        _close(run.model_of(u), w[:n_body] + heads[u], atol=1e-5)
+    assert run.uplink_tensors == tuple(range(n_body))
+
+
+def test_fedrep_is_not_fedper_and_its_head_never_travels():
+    kw = dict(head=1, rounds=3, seed=1, fraction=1.0, lr=0.2)
+    rep = personal.run_fedrep(MLP, _clients(), head_epochs=2, **kw)
+    per = personal.run_fedper(MLP, _clients(), **kw)
+    init = models.init_params(MLP, rng=fedavg.seeding.derive(1, 0))
+    _close(rep.global_params[2:], init[2:], atol=0)
+    assert not np.allclose(rep.global_params[0], per.global_params[0], atol=1e-4)
+    with pytest.raises(ValueError, match="head_epochs"):
+        personal.run_fedrep(MLP, _clients(), head_epochs=0, **kw)
+
+
+@pytest.mark.parametrize("spec", [LOGREG, MLP, models.mlp(6, (5, 4), 3)], ids=["logreg", "mlp", "mlp2"])
+@pytest.mark.parametrize("frozen", [(0,), (1, 2), (0, 1)])
+@pytest.mark.parametrize("mu", [0.0, 0.4])
+def test_engine_frozen_tensors_equal_local_sgd_and_stay_put(spec, frozen, mu):
+    """engine.train(frozen=...) == local_sgd(frozen=...) client by client; frozen tensors do not move."""
+    frozen = tuple(j for j in frozen if j < len(models.shapes(spec)))
+    clients, g = _clients(), models.init_params(spec, rng=3)
+    keys = np.random.default_rng(0).random((len(clients), 2, 11))
+    cohort = personal.batched.train(spec, g, personal.batched.pack(clients), np.arange(len(clients)), keys=keys,
+                                    batch_size=4, lr=0.3, mu=mu, frozen=frozen)  # fmt: skip
+    for k, (x, y) in enumerate(clients):
+        out = fedavg.local_sgd(spec, g, x, y, orders=fedavg.epoch_orders(keys[k, :, : len(y)]), batch_size=4, lr=0.3,
+                               mu=mu, frozen=frozen)  # fmt: skip
+        _close([f[k].numpy() for f in cohort.final], P.add(g, out.delta))
+        for j in frozen:
+            assert np.array_equal(out.delta[j], np.zeros_like(g[j]))
+            assert np.array_equal(cohort.final[j][k].numpy(), g[j])
+
+
+@pytest.mark.parametrize("frozen", [(7,), (-1,), ("0",), (True,), "01", 3])
+def test_frozen_must_be_tensor_indices(frozen):
+    x, y = _clients()[1]
+    with pytest.raises(ValueError, match="frozen="):
+        fedavg.local_sgd(MLP, models.init_params(MLP, rng=0), x, y, orders=np.arange(len(y))[None], batch_size=3,
+                         lr=0.1, frozen=frozen)  # fmt: skip
+
+
 @pytest.mark.parametrize("lam", [0.0, 0.5, 3.0])
 def test_ditto_batched_equals_loop(lam):
     kw = dict(lam=lam, rounds=4, seed=2, fraction=0.5, epochs=2, batch_size=3, lr=0.2)
