@@ -7,6 +7,10 @@ personal model's (y); above the diagonal the personal model is better for that u
 rhythm (active minutes a day), their poor nights, and both models' predicted chance of a poor night on
 the test days.
 
+Why there is no click on a dot (decision): the charts are matplotlib figures rendered to PNG in an
+``ipywidgets.Image``, which sends no click position back to the kernel, and the course adds no plotting
+dependency (ipympl, plotly) for one widget. The pick is the typed user id and the gain/loss buttons.
+
 Split like the other widgets: :class:`PersonalModel` is pure and cached (fine-tuned models and scores per
 ``k``, one user's view), so tests and the benchmark need no browser; :class:`PersonalExplorer` /
 :func:`personal_explorer` is the ipywidgets front end. Every control takes the keyboard; the charts use
