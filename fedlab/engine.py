@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedlab import fedavg, models, validate
+from fedlab import models, updates, validate
 
 
 @contextlib.contextmanager
@@ -99,11 +99,17 @@ class Cohort:
         ``w_k = n_k / sum n`` (one matrix-vector product per tensor, float32).
         """
         w = torch.as_tensor(self.num_examples / self.num_examples.sum(), dtype=torch.float32)
-        return [(torch.tensordot(w, f, dims=1) - s).numpy() for f, s in zip(self.final, self.start)]
+        return [torch.tensordot(w, d, dims=1).numpy() for d in self.deltas()] if self.stacked else [
+            (torch.tensordot(w, f, dims=1) - s).numpy() for f, s in zip(self.final, self.start)]  # fmt: skip
 
     def deltas(self) -> list:
         """Stacked deltas, ``[S, *shape_i]`` per tensor."""
-        return [f - s.unsqueeze(0) for f, s in zip(self.final, self.start)]
+        return [f - (s if self.stacked else s.unsqueeze(0)) for f, s in zip(self.final, self.start)]
+
+    @property
+    def stacked(self) -> bool:
+        """True when every client started from its own parameters (``start[i]`` is ``[S, *shape_i]``)."""
+        return self.start[0].dim() == self.final[0].dim()
 
     def mean_loss(self) -> float:
         """Training loss averaged over clients, weighted by example count."""
@@ -114,7 +120,7 @@ class Cohort:
         """One :class:`fedlab.fedavg.ClientOutput` per client (for code that wants them singly)."""
         deltas = [d.numpy() for d in self.deltas()]
         return [
-            fedavg.ClientOutput(
+            updates.ClientOutput(
                 [d[k].copy() for d in deltas],
                 int(self.num_examples[k]),
                 {"loss": float(self.losses[k]), "steps": float(self.steps[k])},
@@ -155,16 +161,32 @@ def train(
     lr: float,
     mu: float = 0.0,
     max_steps: np.ndarray | None = None,
+    stacked: bool = False,
+    anchor: list | None = None,
+    frozen: Sequence[int] = (),
 ) -> Cohort:
     """Train the clients ``chosen`` (indices into ``packed``) from ``params``, all at once.
 
     Parameters
     ----------
+    params
+        The parameters every client starts from (``stacked=False``), or one
+        start per client, ``[S, *shape_i]`` per tensor (``stacked=True``: the
+        personal state of lesson 12, e.g. a personal head on a shared body, or
+        Ditto's personal models).
+    mu, anchor
+        Proximal pull ``mu/2 ||w - anchor||^2`` (FedProx; Ditto's ``lambda``).
+        ``anchor`` defaults to the start (FedProx); Ditto passes the global
+        model while the clients start from their own personal models.
     keys
         ``[S, epochs, n_max]`` shuffle keys; client ``k`` uses
         ``keys[k, :, :n_k]`` exactly as :func:`fedlab.fedavg.epoch_orders` does.
     max_steps
         ``[S]`` step limits (stragglers), or ``None`` for all steps.
+    frozen
+        Indices of parameter tensors that are not updated (their gradient is
+        computed where a layer below needs it, never applied). FedRep (lesson 12)
+        trains the head with the body frozen, then the body with the head frozen.
 
     Returns
     -------
@@ -178,7 +200,13 @@ def train(
     if S != len(chosen) or nmax < sizes.max():
         raise ValueError(f"keys has shape {keys.shape}: must be [{len(chosen)}, epochs, >= {sizes.max()}]")
     keys = keys[:, :, : int(sizes.max())]
-    params = models.check_params(spec, params)
+    if stacked:
+        params = _check_stacked(spec, params, S)
+    else:
+        params = models.check_params(spec, params)
+    if anchor is not None:
+        anchor = [torch.from_numpy(p) for p in models.check_params(spec, anchor, name="anchor")]
+    frozen = updates.check_frozen(frozen, len(params))
     orders, b, T, counts, steps = _plan(sizes, keys, batch_size)
     if max_steps is not None:
         max_steps = np.asarray(max_steps, dtype=np.int64)
@@ -206,10 +234,9 @@ def train(
             active = torch.as_tensor(counts[:, e, t] > 0) if mu else None
             batches.append((packed.x[rows, idx], packed.y[rows, idx], wt, active))
     start = [torch.from_numpy(p) for p in params]
-    if spec.kind == "cnn":
-        final, loss_sum = _train_generic(spec, start, batches, lr=lr, mu=mu)
-    else:
-        final, loss_sum = _train_dense(spec, start, batches, lr=lr, mu=mu)
+    pull = start if anchor is None else anchor
+    trainer = _train_generic if spec.kind == "cnn" else _train_dense
+    final, loss_sum = trainer(spec, start, batches, lr=lr, mu=mu, anchor=pull, stacked=stacked, frozen=frozen)
     return Cohort(final, start, sizes.copy(), loss_sum.numpy().astype(np.float64) / np.maximum(steps, 1), steps)
 
 
@@ -221,7 +248,22 @@ def _act_grad(name: str, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return 1 - h * h
 
 
-def _train_dense(spec, start, batches, *, lr, mu):
+def _check_stacked(spec: models.ModelSpec, params, num: int) -> list:
+    """Per-client starts: ``[num, *shape_i]`` float32 per tensor of ``spec``."""
+    like = models.shapes(spec)
+    if not isinstance(params, (list, tuple)) or len(params) != len(like):
+        raise ValueError(f"params is a {type(params).__name__} of length {len(params)}: stacked params need "
+                         f"{len(like)} tensors of shape [{num}, *shape]")  # fmt: skip
+    out = []
+    for i, (p, shape) in enumerate(zip(params, like)):
+        p = np.asarray(p.detach() if isinstance(p, torch.Tensor) else p)
+        if p.shape != (num, *shape):
+            raise ValueError(f"params[{i}] has shape {p.shape}: stacked params need {(num, *shape)}")
+        out.append(np.ascontiguousarray(p, dtype=np.float32))
+    return out
+
+
+def _train_dense(spec, start, batches, *, lr, mu, anchor, stacked=False, frozen=frozenset()):
     """Logistic regression and MLPs with the backward pass written out (see module docstring).
 
     Weights keep torch's layout ``[S, out, in]``. Before the first step all
@@ -230,18 +272,24 @@ def _train_dense(spec, start, batches, *, lr, mu):
     """
     S = batches[0][0].shape[0]
     n_layers = len(start) // 2
-    Ws = [start[2 * i].unsqueeze(0) for i in range(n_layers)]  # [1 or S, out, in]
-    bs = [start[2 * i + 1].unsqueeze(0) for i in range(n_layers)]  # [1 or S, out]
+    if stacked:  # every client its own start (personal state): clone, the updates below are in place
+        Ws = [start[2 * i].clone() for i in range(n_layers)]  # [S, out, in]
+        bs = [start[2 * i + 1].clone() for i in range(n_layers)]  # [S, out]
+    else:
+        Ws = [start[2 * i].unsqueeze(0) for i in range(n_layers)]  # [1 or S, out, in]
+        bs = [start[2 * i + 1].unsqueeze(0) for i in range(n_layers)]  # [1 or S, out]
     loss_sum = torch.zeros(S)
     act = spec.activation
+    # the lowest layer with a trainable tensor: the backward pass stops there (nothing below is updated)
+    lowest = min((j // 2 for j in range(2 * n_layers) if j not in frozen), default=n_layers)
     for x, y, w, active in batches:
         hs, zs = [x], []
         for i in range(n_layers):
             W = Ws[i]
-            if W.shape[0] == 1:  # still shared: one plain matmul for all clients
+            if W.shape[0] == 1 and bs[i].shape[0] == 1:  # still shared: one plain matmul for all clients
                 z = torch.addmm(bs[i][0], hs[-1].reshape(-1, W.shape[2]), W[0].t()).view(S, -1, W.shape[1])
-            else:
-                z = torch.baddbmm(bs[i].unsqueeze(1), hs[-1], W.transpose(1, 2))
+            else:  # (a frozen tensor stays shared, [1, ...], while the other one of its layer is per client)
+                z = torch.baddbmm(bs[i].unsqueeze(1), hs[-1], W.expand(S, -1, -1).transpose(1, 2))
             zs.append(z)
             if i < n_layers - 1:
                 hs.append(torch.relu(z) if act == "relu" else torch.sigmoid(z) if act == "sigmoid" else torch.tanh(z))
@@ -251,22 +299,26 @@ def _train_dense(spec, start, batches, *, lr, mu):
         g = logp.exp()
         g.scatter_add_(2, y.unsqueeze(-1), torch.full_like(logp_y, -1.0).unsqueeze(-1))
         g.mul_(w.unsqueeze(-1))  # d(mean CE)/dz = (p - onehot) / count
-        for i in reversed(range(n_layers)):
+        for i in reversed(range(lowest, n_layers)):
             W, shared = Ws[i], Ws[i].shape[0] == 1
             gb = g.sum(1)
             g_in = None
-            if i > 0:  # gradient for the layer below, with the weights before this step's update
+            if i > lowest:  # gradient for the layer below, with the weights before this step's update
                 g_in = (torch.matmul(g, W[0]) if shared else torch.bmm(g, W)) * _act_grad(act, hs[i], zs[i - 1])
-            if mu:
-                m = active.to(g.dtype)
-                gW = (torch.bmm(g.transpose(1, 2), hs[i]) + mu * (W - start[2 * i])) * m[:, None, None]
-                gb = (gb + mu * (bs[i] - start[2 * i + 1])) * m[:, None]
+            m = active.to(g.dtype) if mu else None
+            if 2 * i in frozen:
+                pass
+            elif mu:
+                gW = (torch.bmm(g.transpose(1, 2), hs[i]) + mu * (W - anchor[2 * i])) * m[:, None, None]
                 Ws[i] = W - lr * gW if shared else W.sub_(gW, alpha=lr)
             elif shared:  # W - lr * g^T h, fused; creates the per-client copies
                 Ws[i] = torch.baddbmm(W, g.transpose(1, 2), hs[i], alpha=-lr)
             else:
                 W.baddbmm_(g.transpose(1, 2), hs[i], alpha=-lr)
-            bs[i] = bs[i] - lr * gb if shared else bs[i].sub_(gb, alpha=lr)
+            if 2 * i + 1 not in frozen:
+                if mu:
+                    gb = (gb + mu * (bs[i] - anchor[2 * i + 1])) * m[:, None]
+                bs[i] = bs[i] - lr * gb if bs[i].shape[0] == 1 else bs[i].sub_(gb, alpha=lr)
             if g_in is not None:
                 g = g_in
     final = []
@@ -275,7 +327,7 @@ def _train_dense(spec, start, batches, *, lr, mu):
     return final, loss_sum
 
 
-def _train_generic(spec, start, batches, *, lr, mu):
+def _train_generic(spec, start, batches, *, lr, mu, anchor, stacked=False, frozen=frozenset()):
     """Any model: vmap over clients of the autograd gradient of the weighted loss."""
     from torch.func import grad_and_value, vmap
 
@@ -286,13 +338,15 @@ def _train_generic(spec, start, batches, *, lr, mu):
         return (F.cross_entropy(logits, y, reduction="none") * w).sum()
 
     step = vmap(grad_and_value(loss_fn))
-    tensors = [p.unsqueeze(0).repeat(S, *([1] * p.ndim)) for p in start]
+    tensors = [p.clone() if stacked else p.unsqueeze(0).repeat(S, *([1] * p.ndim)) for p in start]
     loss_sum = torch.zeros(S)
     for x, y, w, active in batches:
         grads, loss = step(tuple(tensors), x, y, w)
         loss_sum += loss
         with torch.no_grad():
-            for p, gr, p0 in zip(tensors, grads, start):
+            for j, (p, gr, p0) in enumerate(zip(tensors, grads, anchor)):
+                if j in frozen:
+                    continue
                 if mu:
                     gr = (gr + mu * (p - p0)) * active.to(gr.dtype).view(-1, *([1] * (p.ndim - 1)))
                 p.sub_(lr * gr)

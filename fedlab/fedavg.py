@@ -30,89 +30,30 @@ client's keys) from ``seeding.derive(seed, r)``.
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fedlab import engine as E
 from fedlab import models, seeding, validate
 from fedlab import params as P
+from fedlab.updates import (  # noqa: F401  (records and aggregation live below both trainers; re-exported here)
+    ClientOutput,
+    ServerState,
+    aggregate,
+    check_frozen,
+    check_hyper,
+    check_xy,
+    epoch_orders,
+    server_update,
+    steps_per_epoch,
+)
 
-
-@dataclass(frozen=True)
-class ClientOutput:
-    """What a client sends back after local training.
-
-    Attributes
-    ----------
-    delta
-        New parameters minus the ones received (same shapes as the model's).
-    num_examples
-        ``n_k``, the client's number of training examples: its aggregation weight.
-    metrics
-        ``{"loss": mean training loss over its steps, "steps": number of SGD steps}``.
-
-    """
-
-    delta: list
-    num_examples: int
-    metrics: Mapping[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ServerState:
-    """The global model after ``round`` rounds."""
-
-    params: list
-    round: int = 0
-
-
-def _check_xy(x, y, spec: models.ModelSpec) -> tuple[np.ndarray, np.ndarray]:
-    x = validate.array("x", x, ndim=2)
-    y = validate.array("y", y, ndim=1, dtype_kind="iu")
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]} labels: they must match")
-    if x.shape[0] == 0:
-        raise ValueError("x has 0 rows: a client needs at least one example")
-    if x.shape[1] != spec.in_features:
-        raise ValueError(f"x has {x.shape[1]} features: the model takes in_features={spec.in_features}")
-    if y.size and (y.min() < 0 or y.max() >= spec.num_classes):
-        raise ValueError(f"y has labels in [{y.min()}, {y.max()}]: must lie in [0, {spec.num_classes - 1}]")
-    return x, y
-
-
-def _check_hyper(epochs, batch_size, lr, mu) -> None:
-    validate.positive_int("epochs", epochs)
-    if batch_size is not None:
-        validate.positive_int("batch_size", batch_size)
-    validate.positive_float("lr", lr)
-    validate.positive_float("mu", mu, allow_zero=True)
-
-
-def epoch_orders(keys: np.ndarray) -> np.ndarray:
-    """Visiting order per epoch: ``argsort`` of each row of shuffle keys.
-
-    Parameters
-    ----------
-    keys
-        ``[epochs, n]`` uniform random numbers.
-
-    Returns
-    -------
-    ``[epochs, n]`` int64, each row a permutation of ``range(n)``.
-
-    """
-    keys = validate.array("keys", keys, ndim=2)
-    return np.argsort(keys, axis=1, kind="stable").astype(np.int64)
-
-
-def steps_per_epoch(num_examples: int, batch_size: int | None) -> int:
-    """``ceil(n / B)``; one step when ``batch_size`` is None (full batch)."""
-    return 1 if batch_size is None else math.ceil(num_examples / batch_size)
+_check_xy, _check_hyper = check_xy, check_hyper  # the old private names, used by dp, telemetry and capstone
 
 
 def local_sgd(
@@ -126,6 +67,8 @@ def local_sgd(
     lr: float,
     mu: float = 0.0,
     max_steps: int | None = None,
+    anchor: list | None = None,
+    frozen: Sequence[int] = (),
 ) -> ClientOutput:
     """Minibatch SGD over ``(x, y)`` visiting examples in ``orders``: the plain PyTorch reference.
 
@@ -142,19 +85,31 @@ def local_sgd(
     max_steps
         Stop after this many SGD steps (a *straggler* that finishes only part
         of its work); ``None`` runs every epoch to the end.
+    anchor
+        What the proximal term pulls towards: ``mu * (w - anchor)``. ``None``
+        is the received ``params`` (FedProx); Ditto (lesson 12,
+        :mod:`fedlab.personal`) starts from a personal model and pulls it to
+        the global one.
+    frozen
+        Indices of parameter tensors that are not updated (FedRep's alternating
+        training: the head with the body frozen, then the body with the head frozen).
 
     """
-    x, y = _check_xy(x, y, spec)
+    x, y = check_xy(x, y, spec)
     params = models.check_params(spec, params)
+    frozen = check_frozen(frozen, len(params))
     if max_steps is not None:
         validate.positive_int("max_steps", max_steps)
     orders = validate.array("orders", orders, ndim=2, dtype_kind="iu")
     n = x.shape[0]
     if orders.shape[1] != n:
         raise ValueError(f"orders has shape {orders.shape}: each row must be a permutation of {n} examples")
-    _check_hyper(orders.shape[0], batch_size, lr, mu)
+    check_hyper(orders.shape[0], batch_size, lr, mu)
     module = models.build(spec, params)
-    start = [p.detach().clone() for p in module.parameters()]
+    if anchor is None:
+        start = [p.detach().clone() for p in module.parameters()]
+    else:
+        start = [torch.as_tensor(a) for a in models.check_params(spec, anchor, name="anchor")]
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.long)
     b = n if batch_size is None else batch_size
@@ -168,7 +123,9 @@ def local_sgd(
             module.zero_grad(set_to_none=True)
             loss.backward()
             with torch.no_grad():
-                for p, p0 in zip(module.parameters(), start):
+                for j, (p, p0) in enumerate(zip(module.parameters(), start)):
+                    if j in frozen:
+                        continue
                     step = p.grad if mu == 0 else p.grad + mu * (p - p0)
                     p.sub_(lr * step)
             losses.append(loss.item())
@@ -217,45 +174,12 @@ def client_update(
         Stop after this many SGD steps (a straggler); ``None`` for all of them.
 
     """
-    x, y = _check_xy(x, y, spec)
-    _check_hyper(epochs, batch_size, lr, mu)
+    x, y = check_xy(x, y, spec)
+    check_hyper(epochs, batch_size, lr, mu)
     keys = seeding.as_generator(rng).random((epochs, x.shape[0]))
     return local_sgd(
         spec, params, x, y, orders=epoch_orders(keys), batch_size=batch_size, lr=lr, mu=mu, max_steps=max_steps
     )
-
-
-def aggregate(outputs: Sequence[ClientOutput]) -> list:
-    """Weighted average of the clients' deltas: ``sum_k n_k delta_k / sum_k n_k``.
-
-    Accumulates in float64 so the result does not depend on client order
-    beyond float64 rounding.
-    """
-    if len(outputs) == 0:
-        raise ValueError("outputs is empty: aggregate needs at least one ClientOutput")
-    weights = np.array([o.num_examples for o in outputs], dtype=np.float64)
-    if np.any(weights <= 0):
-        raise ValueError(f"num_examples={weights.tolist()}: every client must report a positive count")
-    like = outputs[0].delta
-    total = weights.sum()
-    result = []
-    for i in range(len(like)):
-        acc = np.zeros(np.shape(like[i]), dtype=np.float64)
-        for o, w in zip(outputs, weights):
-            if np.shape(o.delta[i]) != np.shape(like[i]):
-                raise ValueError(
-                    f"a client's delta[{i}] has shape {np.shape(o.delta[i])}: expected {np.shape(like[i])}"
-                )
-            acc += w * np.asarray(o.delta[i], dtype=np.float64)
-        result.append((acc / total).astype(np.float32))
-    return result
-
-
-def server_update(state: ServerState, delta: list, *, server_lr: float = 1.0) -> ServerState:
-    """``w <- w + server_lr * delta`` and advance the round counter."""
-    validate.positive_float("server_lr", server_lr)
-    P.check_like(delta, state.params, name="delta")
-    return ServerState(P.add(state.params, delta, scale=server_lr), state.round + 1)
 
 
 def num_sampled(num_clients: int, fraction: float) -> int:
@@ -416,12 +340,10 @@ def run(
     (params, history)
 
     """
-    from fedlab import engine as E
-
     validate.positive_int("rounds", rounds)
     validate.fraction("fraction", fraction)
     validate.one_of("engine", engine, ("batched", "loop"))
-    _check_hyper(epochs, batch_size, lr, mu)
+    check_hyper(epochs, batch_size, lr, mu)
     if threads is not None:
         validate.positive_int("threads", threads)
     validate.fraction("dropout_rate", dropout_rate, include_zero=True)
@@ -433,7 +355,7 @@ def run(
             raise ValueError("stop_at is set but test is None: stopping at a target accuracy needs test data")
     if len(clients) == 0:
         raise ValueError("clients is empty: run needs at least one (x, y) client")
-    clients = [_check_xy(x, y, spec) for x, y in clients]
+    clients = [check_xy(x, y, spec) for x, y in clients]
     sizes = np.array([len(y) for _, y in clients])
     nmax = int(sizes.max())
     if init is not None:

@@ -130,3 +130,62 @@ def test_run_with_dropouts_and_stragglers_batched_equals_loop(policy):
     assert P.allclose(pa, pb, atol=5e-6, rtol=1e-4)
     assert np.array_equal(ha.column("reported"), hb.column("reported"))
     assert np.all(ha.column("reported") <= ha.column("clients")) and ha.column("reported").min() < 6
+
+
+def _fedlab_imports(module: str) -> set[str]:
+    """The fedlab modules that ``fedlab/<module>.py`` imports (any depth of the file, lazy imports too)."""
+    import ast
+    from pathlib import Path
+
+    import fedlab
+
+    tree = ast.parse((Path(fedlab.__file__).parent / f"{module}.py").read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "fedlab":
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fedlab."):
+            out.add(node.module.split(".")[1])
+    return out
+
+
+def test_no_import_circle_between_fedavg_and_engine():
+    """Records and aggregation below (updates), both trainers above, fedavg.run the one place that picks."""
+    assert "fedavg" not in _fedlab_imports("engine")
+    assert not {"fedavg", "engine"} & _fedlab_imports("updates")
+    assert {"engine", "updates"} <= _fedlab_imports("fedavg")
+    from fedlab import fedavg, updates
+
+    for name in ("ClientOutput", "ServerState", "aggregate", "server_update", "epoch_orders", "steps_per_epoch"):
+        assert getattr(fedavg, name) is getattr(updates, name)
+
+
+@pytest.mark.parametrize("spec", [models.logreg(16, 4), models.mlp(16, (12,), 4), models.cnn(16, (2, 3), 4)],
+                         ids=["logreg", "mlp", "cnn"])  # fmt: skip
+@pytest.mark.parametrize("mu, with_anchor", [(0.0, False), (0.4, False), (0.4, True)])
+def test_stacked_starts_and_anchor_equal_loop(spec, mu, with_anchor):
+    """Personal state (lesson 12): every client its own start, pulled to a shared anchor (Ditto)."""
+    clients = toy_clients([1, 7, 12, 3, 9], d=16, classes=4, seed=2)
+    chosen = np.array([4, 0, 2])
+    starts = [models.init_params(spec, rng=10 + int(k)) for k in chosen]
+    stacked = [np.stack([s[i] for s in starts]) for i in range(len(starts[0]))]
+    anchor = models.init_params(spec, rng=99) if with_anchor else None
+    keys = np.random.default_rng(5).random((len(chosen), 2, 12))
+    cohort = engine.train(spec, stacked, engine.pack(clients), chosen, keys=keys, batch_size=3, lr=0.3, mu=mu,
+                          stacked=True, anchor=anchor)  # fmt: skip
+    assert cohort.stacked
+    for i, k in enumerate(chosen):
+        want = fedavg.local_sgd(spec, starts[i], *clients[k], orders=fedavg.epoch_orders(keys[i, :, : len(clients[k][1])]),
+                                batch_size=3, lr=0.3, mu=mu, anchor=anchor)  # fmt: skip
+        got = [f[i].numpy() for f in cohort.final]
+        assert P.allclose(got, P.add(starts[i], want.delta), atol=2e-6, rtol=1e-4)
+        assert P.allclose([d[i].numpy() for d in cohort.deltas()], want.delta, atol=2e-6, rtol=1e-4)
+
+
+def test_stacked_params_must_have_one_start_per_client():
+    spec = models.mlp(16, (12,), 4)
+    clients = toy_clients([4, 5], d=16, classes=4, seed=1)
+    one = models.init_params(spec, rng=0)
+    keys = np.random.default_rng(0).random((2, 1, 5))
+    with pytest.raises(ValueError, match=r"params\[0\] has shape \(12, 16\): stacked params need \(2, 12, 16\)"):
+        engine.train(spec, one, engine.pack(clients), np.array([0, 1]), keys=keys, batch_size=2, lr=0.1, stacked=True)
