@@ -334,7 +334,7 @@ register(
             Test("full_batch", _t_prox_full_batch),
             Test("larger_mu_smaller_delta", _t_prox_shrinks, in_check=False),
         ),
-        hint="your client_update of exercise 2.1 with one change in the step: add mu * (w - w_global) to the gradient",
+        hint="your client_update of exercise 02.1 with one change in the step: add mu * (w - w_global) to the gradient",
     ),
     Exercise(
         "03.4",

@@ -12,3 +12,11 @@ MISTAKES = [
         edits=(("float(np.mean(sleep_hours < threshold))", "float(np.sum(sleep_hours < threshold))"),),
     ),
 ]
+
+PATHS = {
+    "00.1": {
+        "the share of nights (a number in [0, 1])": "known_answer",
+        "a night of exactly the threshold is not short (<)": "exactly_threshold_is_not_short",
+        "the threshold argument": "uses_threshold",
+    },
+}

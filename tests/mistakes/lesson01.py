@@ -67,3 +67,22 @@ MISTAKES = [
                 "sum(1 for r in counts if counts[r] == 1) / len(counts)"),),
     ),
 ]
+
+PATHS = {
+    "01.1": {
+        "column means and population std": "known_answer",
+        "std below 1e-8 gets scale 1": "constant_column",
+        "(x - center) / scale is standardized": "standardizes",
+    },
+    "01.2": {
+        "one full-batch step": "full_batch_step",
+        "several epochs": "several_steps",
+        "minibatches with a smaller last batch, reshuffled each epoch": "minibatches",
+    },
+    "01.3": {
+        "each group's own rows": "known_answer",
+        "the average hides a group": "average_hides_a_group",
+        "only groups that occur": "only_groups_present",
+    },
+    "01.4": {"people whose combination is unique": "known_answer", "only the given columns": "uses_given_columns"},
+}

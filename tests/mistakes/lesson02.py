@@ -67,7 +67,7 @@ MISTAKES = [
         "02.4",
         "zero_based_round",
         ("numbered from 1",),
-        edits=(("return i + 1", "return i"),),
+        edits=(("            return i + 1\n", "            return i\n"),),
     ),
     Mistake(
         "02.4",
@@ -85,3 +85,19 @@ MISTAKES = [
         "    return hits[-1] if hits else None\n",
     ),
 ]
+
+PATHS = {
+    "02.1": {
+        "minibatches of batch_size": "logreg_one_epoch",
+        "several epochs (orders[e])": "mlp_three_epochs",
+        "batch_size=None: the full batch (FedSGD)": "full_batch",
+        "a smaller last batch": "uneven_last_batch",
+    },
+    "02.2": {"weighted by num_examples": "weighted_known_answer", "several tensors per client": "random_clients"},
+    "02.3": {
+        "every client sampled (fraction=1)": "all_clients",
+        "a sampled fraction of the clients": "sampled_clients",
+        "FedSGD (batch_size=None)": "fedsgd_round",
+    },
+    "02.4": {"the first round at or above the target, numbered from 1": "basic", "never reached: None": "never"},
+}

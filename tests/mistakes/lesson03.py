@@ -25,7 +25,7 @@ MISTAKES = [
         "03.2",
         "zero_for_empty_group",
         ("np.nan",),
-        edits=(("acc = np.full(num_groups, np.nan)", "acc = np.zeros(num_groups)"),),
+        edits=(("    acc = np.full(num_groups, np.nan)\n", "    acc = np.zeros(num_groups)\n"),),
     ),
     Mistake(
         "03.2",
@@ -67,3 +67,18 @@ MISTAKES = [
                 "new_velocity = [v + d for v, d in zip(velocity, delta)]"),),
     ),
 ]
+
+PATHS = {
+    "03.1": {
+        "every sample exactly once, sorted per client": "covers_every_sample_once",
+        "alpha sets the skew": "skew_follows_alpha",
+        "the rng argument": "seeded",
+    },
+    "03.2": {"accuracy within each group": "known_answer", "np.nan for a group without rows": "empty_group_is_nan"},
+    "03.3": {
+        "the proximal term mu": "logreg_mu_half",
+        "several epochs, an MLP": "mlp_mu_one",
+        "batch_size=None (the full batch)": "full_batch",
+    },
+    "03.4": {"v <- beta v + delta; w <- w + server_lr v": "known_answer", "several tensors": "matches_reference"},
+}

@@ -50,8 +50,8 @@ MISTAKES = [
         "04.4",
         "topk_of_delta_alone",
         ("not of delta alone",),
-        edits=(("sent = compress.densify(compress.topk(corrected, fraction=fraction))",
-                "sent = compress.densify(compress.topk(np.asarray(delta, dtype=np.float32), fraction=fraction))"),),
+        edits=(("\n    sent = compress.densify(compress.topk(corrected, fraction=fraction))",
+                "\n    sent = compress.densify(compress.topk(np.asarray(delta, dtype=np.float32), fraction=fraction))"),),
     ),
     Mistake(
         "04.4",
@@ -60,3 +60,15 @@ MISTAKES = [
         edits=(("return sent, corrected - sent", "return sent, np.asarray(delta, dtype=np.float32) - sent"),),
     ),
 ]
+
+PATHS = {
+    "04.1": {"bits per entry plus 8 bytes per tensor": "mlp_8_bits", "round up per tensor": "odd_sizes"},
+    "04.2": {
+        "codes in 0 .. 2**bits - 1": "codes_in_range",
+        "error at most one step": "error_at_most_one_step",
+        "stochastic rounding is unbiased": "unbiased",
+        "the rng argument": "seeded",
+    },
+    "04.3": {"largest magnitude, signs kept": "known_answer", "indices into x.ravel()": "matrix_flattened"},
+    "04.4": {"top-k of delta + residual": "known_two_rounds", "nothing lost: residual = corrected - sent": "conserves_the_sum"},
+}
