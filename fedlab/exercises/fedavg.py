@@ -212,25 +212,26 @@ def _t_agg_scale(answer):
 # ---- 02.3 fedavg_round --------------------------------------------------------------------
 
 
-def reference_round(spec, params, clients, *, fraction, epochs, batch_size, lr, rng):
-    """The reference for 02.3 (the protocol the exercise describes)."""
+def _round_outputs(spec, params, clients, *, fraction, epochs, batch_size, lr, rng):
     gen = seeding.as_generator(rng)
     chosen = fedavg.sample_clients(len(clients), fraction=fraction, rng=gen)
-    outs = [
+    return [
         fedavg.client_update(spec, params, *clients[k], epochs=epochs, batch_size=batch_size, lr=lr, rng=gen)
         for k in chosen
     ]
+
+
+def reference_round(spec, params, clients, *, fraction, epochs, batch_size, lr, rng):
+    """The reference for 02.3 (the protocol the exercise describes)."""
+    hyper = dict(fraction=fraction, epochs=epochs, batch_size=batch_size, lr=lr, rng=rng)
+    outs = _round_outputs(spec, params, clients, **hyper)
     return fedavg.server_update(fedavg.ServerState(params), fedavg.aggregate(outs)).params
 
 
 def _unweighted_round(spec, params, clients, *, fraction, epochs, batch_size, lr, rng):
     """02.3 with the plain mean of the deltas (every client counts the same)."""
-    gen = seeding.as_generator(rng)
-    chosen = fedavg.sample_clients(len(clients), fraction=fraction, rng=gen)
-    outs = [
-        fedavg.client_update(spec, params, *clients[k], epochs=epochs, batch_size=batch_size, lr=lr, rng=gen)
-        for k in chosen
-    ]
+    hyper = dict(fraction=fraction, epochs=epochs, batch_size=batch_size, lr=lr, rng=rng)
+    outs = _round_outputs(spec, params, clients, **hyper)
     mean = [np.mean([np.asarray(o.delta[i], np.float64) for o in outs], axis=0) for i in range(len(params))]
     return P.add(params, mean)
 
