@@ -47,7 +47,25 @@ Canonne, Kamath and Steinke 2020)::
     epsilon = min_alpha  rdp(alpha) + log((alpha - 1) / alpha) - (log(delta) + log(alpha)) / (alpha - 1)
 
 (:func:`rdp_to_epsilon`). :func:`epsilon` chains the two; :func:`noise_multiplier_for`
-inverts it by bisection. Opacus (``opacus.accountants.analysis.rdp``) and
+inverts it by bisection.
+
+**Which sampling, which accountant.** The bound above is for **Poisson** sampling (every unit
+takes part independently with probability ``q``; :func:`poisson_sample`, :func:`run`,
+:func:`fedlab.capstone.run`) and add/remove-one neighbours. A **fixed-size** cohort (exactly ``m``
+of ``N`` units, uniformly without replacement: :func:`fedlab.fedavg.sample_clients`, Flower's
+``sample_nodes``) needs its own bound: :func:`compute_rdp_fixed_size`, Wang, Balle and
+Kasiviswanathan 2019 ("Subsampled Renyi Differential Privacy and Analytical Moments Accountant",
+Theorem 27 for the Gaussian), the bound ``dp_accounting`` uses for
+``SampledWithoutReplacementDpEvent``. It holds for **replace-one** neighbours (``N`` is public), so
+its ``noise_multiplier`` is the noise std over the *replace-one* sensitivity: replacing one user's
+update clipped to ``S`` by another moves a sum by up to ``2 S``, so DP-FedAvg that adds
+``N(0, (z S)^2)`` to a fixed-size cohort's sum has ``noise_multiplier = z / 2`` here
+(:func:`replace_one_noise_multiplier`). :func:`epsilon`, :func:`noise_multiplier_for` and
+:class:`Accountant` take ``sampling="poisson"`` (default) or ``"fixed_size"``; records of a run say
+which sampling they used (``fedavg.History.sampling``), and :func:`epsilon_of_run` refuses to
+account a run with the other scheme's bound (for 1,200 users, 20 a round, ``z = 0.982``, 200
+rounds: Poisson 2.00, fixed size 2.93 at the same ``noise_multiplier`` - a silent mix-up would
+under-report by a third). Opacus (``opacus.accountants.analysis.rdp``) and
 Google's ``dp_accounting`` compute the same quantities; ``tests/test_dp.py``
 checks this module against both.
 
@@ -219,6 +237,22 @@ def _log_a_frac(q: float, sigma: float, alphas: np.ndarray) -> np.ndarray:
     return np.where(done, out, np.inf)
 
 
+def _rdp_prelude(q, noise_multiplier, steps, orders):
+    """Checked ``(q, sigma, steps, alphas)`` and the RDP where no subsampling bound is needed, else ``None``.
+
+    No steps: 0. No noise: ``inf``. ``q = 1``: the plain Gaussian, ``steps * alpha / (2 sigma^2)``.
+    """
+    q, sigma, steps = _check_q(q), _check_noise(noise_multiplier), _check_steps(steps)
+    alphas = _check_orders(orders)
+    if steps == 0:
+        return q, sigma, steps, alphas, np.zeros_like(alphas)
+    if sigma == 0:
+        return q, sigma, steps, alphas, np.full_like(alphas, np.inf)
+    if q == 1.0:
+        return q, sigma, steps, alphas, steps * alphas / (2 * sigma**2)
+    return q, sigma, steps, alphas, None
+
+
 def compute_rdp(
     *, q: float, noise_multiplier: float, steps: int, orders: Sequence[float] = DEFAULT_ORDERS
 ) -> np.ndarray:
@@ -249,14 +283,9 @@ def compute_rdp(
     (see :func:`_log_a_int` and :func:`_log_a_frac`; Mironov et al. 2019).
 
     """
-    q, sigma, steps = _check_q(q), _check_noise(noise_multiplier), _check_steps(steps)
-    alphas = _check_orders(orders)
-    if steps == 0:
-        return np.zeros_like(alphas)
-    if sigma == 0:
-        return np.full_like(alphas, np.inf)
-    if q == 1.0:
-        return steps * alphas / (2 * sigma**2)
+    q, sigma, steps, alphas, plain = _rdp_prelude(q, noise_multiplier, steps, orders)
+    if plain is not None:
+        return plain
     rdp = np.empty_like(alphas)
     is_int = alphas == np.floor(alphas)
     if is_int.any():
@@ -264,6 +293,152 @@ def compute_rdp(
     if (~is_int).any():
         rdp[~is_int] = _log_a_frac(q, sigma, alphas[~is_int]) / (alphas[~is_int] - 1)
     return steps * np.maximum(rdp, 0.0)  # A_alpha >= 1 in exact arithmetic; clear float dust below 0
+
+
+SAMPLING = ("poisson", "fixed_size")
+"""The two sampling schemes the accountant knows (see the module docstring)."""
+
+
+def _check_sampling(sampling) -> str:
+    if sampling not in SAMPLING:
+        raise ValueError(
+            f"sampling={sampling!r}: must be 'poisson' (each unit joins independently with probability q) or "
+            "'fixed_size' (exactly q N units, uniformly without replacement)"
+        )
+    return sampling
+
+
+def _log_sub(a: float, b: float) -> tuple[bool, float]:
+    """``(sign, log|e^a - e^b|)``."""
+    if a > b:
+        return True, a + math.log1p(-math.exp(b - a))
+    if a < b:
+        return False, b + math.log1p(-math.exp(a - b))
+    return True, -math.inf
+
+
+def _log_add(a: float, b: float) -> float:
+    lo, hi = min(a, b), max(a, b)
+    return hi if lo == -math.inf else hi + math.log1p(math.exp(lo - hi))
+
+
+def _wor_log_forward_diffs(sigma: float, n: int) -> np.ndarray:
+    """``log |Delta^j f(-1)|`` for ``j = 1 .. n + 2``, ``f(x) = exp(x (x + 1) / (2 sigma^2))``, in log space with signs.
+
+    ``f(l - 1) = exp((l - 1) eps(l))`` with ``eps(l) = l / (2 sigma^2)``, the Gaussian's RDP: the forward
+    differences Theorem 27 of Wang et al. 2019 needs (index ``j - 1`` holds the ``j``-th difference).
+    """
+    vec = [(k - 1) * k / (2.0 * sigma**2) for k in range(n + 3)]  # f(-1), f(0), ..., f(n + 1)
+    signs = [True] * (n + 3)
+    out = np.zeros(n + 2)
+    for i in range(n + 2):
+        for j in range(n + 2 - i):
+            if signs[j] == signs[j + 1]:
+                sg, vec[j] = _log_sub(vec[j + 1], vec[j])
+                signs[j] = sg if signs[j + 1] else not sg
+            else:
+                vec[j] = _log_add(vec[j], vec[j + 1])
+                signs[j] = signs[j + 1]
+        out[i] = vec[0]
+    return out
+
+
+def _wor_log_a_int(q: float, sigma: float, alpha: int, diffs: np.ndarray | None) -> float:
+    """``log A_alpha`` of Theorem 27 (Wang et al. 2019) for an integer order, Gaussian base mechanism.
+
+    ``A_alpha = 1 + sum_{i=2}^{alpha} binom(alpha, i) q^i B_i`` with ``B_2 = min(4 (e^{eps(2)} - 1),
+    2 e^{eps(2)})`` and, for ``i >= 3``, ``B_i = min(4 sqrt(Delta^{2 floor(i/2)} Delta^{2 ceil(i/2)}),
+    2 e^{(i - 1) eps(i)})`` (the forward differences ``Delta``; above order 256 only the second term, as
+    ``dp_accounting`` does, to keep the work linear).
+    """
+    def cgf(x):
+        return x * (x + 1) / (2.0 * sigma**2)
+
+    eps2 = 2.0 / (2.0 * sigma**2)
+    log_f2m1 = eps2 + math.log1p(-math.exp(-eps2))
+    log_q = math.log(q)
+    log_a = 0.0
+    for i in range(2, alpha + 1):
+        log_comb = math.lgamma(alpha + 1) - math.lgamma(i + 1) - math.lgamma(alpha - i + 1)
+        if i == 2:
+            s = min(math.log(4) + log_f2m1, eps2 + math.log(2))
+        elif diffs is not None:
+            lo, hi = diffs[2 * (i // 2) - 1], diffs[2 * ((i + 1) // 2) - 1]
+            s = min(math.log(4) + 0.5 * (lo + hi), math.log(2) + cgf(i - 1))
+        else:
+            s = math.log(2) + cgf(i - 1)
+        log_a = _log_add(log_a, s + i * log_q + log_comb)
+    return log_a
+
+
+_WOR_EXACT_UP_TO = 256
+
+
+def compute_rdp_fixed_size(
+    *, q: float, noise_multiplier: float, steps: int, orders: Sequence[float] = DEFAULT_ORDERS
+) -> np.ndarray:
+    """Renyi DP of the Gaussian mechanism on a fixed-size cohort (sampling without replacement), ``steps`` times.
+
+    Each step picks exactly ``m = q N`` of the ``N`` units uniformly without replacement and releases
+    their sum plus ``N(0, (noise_multiplier * Delta)^2)``, ``Delta`` the **replace-one** L2 sensitivity
+    (``2 S`` for a sum of updates clipped to ``S``: see :func:`replace_one_noise_multiplier`).
+    Bound: Wang, Balle and Kasiviswanathan 2019, Theorem 27 (integer orders); fractional orders
+    interpolate ``log A`` linearly between the neighbouring integers (their Corollary 10), as
+    ``dp_accounting``'s ``SampledWithoutReplacementDpEvent`` does; ``tests/test_dp.py`` checks the two agree.
+
+    Parameters
+    ----------
+    q
+        ``m / N`` in (0, 1].
+    noise_multiplier
+        Noise std over the replace-one sensitivity; ``0`` gives ``inf``.
+    steps
+        Rounds, ``>= 0``.
+    orders
+        Renyi orders ``> 1``.
+
+    Returns
+    -------
+    np.ndarray
+        ``[len(orders)]`` RDP values.
+
+    """
+    q, sigma, steps, alphas, plain = _rdp_prelude(q, noise_multiplier, steps, orders)
+    if plain is not None:
+        return plain
+    top = int(min(math.ceil(alphas.max()), _WOR_EXACT_UP_TO))
+    diffs = _wor_log_forward_diffs(sigma, top)
+    cache: dict[int, float] = {}
+
+    def log_a(a: int) -> float:
+        if a not in cache:
+            cache[a] = 0.0 if a == 1 else _wor_log_a_int(q, sigma, a, diffs if a <= _WOR_EXACT_UP_TO else None)
+        return cache[a]
+
+    rdp = np.empty_like(alphas)
+    for k, alpha in enumerate(alphas):
+        lo, hi = math.floor(alpha), math.ceil(alpha)
+        t = alpha - lo
+        la = log_a(int(lo)) if lo == hi else (1 - t) * log_a(int(lo)) + t * log_a(int(hi))
+        rdp[k] = la / (alpha - 1)
+    return steps * np.maximum(rdp, 0.0)
+
+
+def replace_one_noise_multiplier(noise_multiplier: float) -> float:
+    """DP-FedAvg's ``z`` (noise ``N(0, (z S)^2)``) against the replace-one sensitivity ``2 S``: ``z / 2``.
+
+    Use it with ``sampling="fixed_size"``: swapping one user's clipped update ``u`` (``||u|| <= S``) for
+    another ``v`` moves the cohort's sum by ``||u - v|| <= 2 S``.
+    """
+    return _check_noise(noise_multiplier) / 2.0
+
+
+def compute_rdp_for(
+    *, sampling: str, q: float, noise_multiplier: float, steps: int, orders: Sequence[float] = DEFAULT_ORDERS
+) -> np.ndarray:
+    """:func:`compute_rdp` (``sampling="poisson"``) or :func:`compute_rdp_fixed_size` (``"fixed_size"``)."""
+    fn = compute_rdp if _check_sampling(sampling) == "poisson" else compute_rdp_fixed_size
+    return fn(q=q, noise_multiplier=noise_multiplier, steps=steps, orders=orders)
 
 
 def rdp_to_epsilon(*, rdp: Sequence[float], orders: Sequence[float], delta: float) -> tuple[float, float]:
@@ -310,12 +485,20 @@ def rdp_to_epsilon(*, rdp: Sequence[float], orders: Sequence[float], delta: floa
 
 
 def epsilon(
-    *, q: float, noise_multiplier: float, steps: int, delta: float, orders: Sequence[float] = DEFAULT_ORDERS
+    *,
+    q: float,
+    noise_multiplier: float,
+    steps: int,
+    delta: float,
+    orders: Sequence[float] = DEFAULT_ORDERS,
+    sampling: str = "poisson",
 ) -> float:
     """``epsilon`` of the sampled Gaussian mechanism after ``steps`` steps, for a target ``delta``.
 
-    ``rdp_to_epsilon(rdp=compute_rdp(...), orders=orders, delta=delta)[0]``.
-    ``math.inf`` when ``noise_multiplier == 0``.
+    ``rdp_to_epsilon(rdp=compute_rdp_for(sampling=sampling, ...), orders=orders, delta=delta)[0]``.
+    ``math.inf`` when ``noise_multiplier == 0``. ``sampling="fixed_size"`` is the bound for a cohort of
+    exactly ``q N`` (replace-one neighbours; ``noise_multiplier`` against the replace-one sensitivity,
+    see :func:`replace_one_noise_multiplier`).
 
     Examples
     --------
@@ -323,12 +506,12 @@ def epsilon(
     7.9
 
     """
-    return _epsilon(q, noise_multiplier, steps, delta, orders)
+    return _epsilon(q, noise_multiplier, steps, delta, orders, sampling)
 
 
-def _epsilon(q, noise_multiplier, steps, delta, orders) -> float:
+def _epsilon(q, noise_multiplier, steps, delta, orders, sampling="poisson") -> float:
     delta = _check_delta(delta)
-    rdp = compute_rdp(q=q, noise_multiplier=noise_multiplier, steps=steps, orders=orders)
+    rdp = compute_rdp_for(sampling=sampling, q=q, noise_multiplier=noise_multiplier, steps=steps, orders=orders)
     return rdp_to_epsilon(rdp=rdp, orders=orders, delta=delta)[0]
 
 
@@ -340,8 +523,11 @@ def noise_multiplier_for(
     delta: float,
     orders: Sequence[float] = DEFAULT_ORDERS,
     rtol: float = 1e-4,
+    sampling: str = "poisson",
 ) -> float:
     """The smallest noise multiplier (to relative tolerance ``rtol``) whose epsilon is at most ``epsilon``.
+
+    ``sampling`` as in :func:`epsilon`.
 
     Bisection on ``z``: :func:`epsilon` falls as ``z`` grows. The value
     returned is the upper end of the final bracket, so
@@ -360,12 +546,13 @@ def noise_multiplier_for(
     if not target > 0:
         raise ValueError(f"epsilon={epsilon!r}: {allowed}")
     q, delta, steps = _check_q(q), _check_delta(delta), validate.positive_int("steps", steps)
+    _check_sampling(sampling)
     if math.isinf(target):
         return 0.0
     validate.positive_float("rtol", rtol)
 
     def eps_at(z):
-        return _epsilon(q, z, steps, delta, orders)
+        return _epsilon(q, z, steps, delta, orders, sampling)
 
     lo, hi = 0.0, 1.0
     while eps_at(hi) > target:
@@ -383,13 +570,78 @@ def noise_multiplier_for(
     return hi
 
 
+def epsilon_of_run(
+    history,
+    *,
+    num_clients: int,
+    noise_multiplier: float,
+    delta: float,
+    q: float | None = None,
+    sampling: str | None = None,
+    clip_norm_units: str = "clip",
+) -> float:
+    """``epsilon`` of a finished DP run from its records, with the accountant its sampling needs.
+
+    Parameters
+    ----------
+    history
+        A :class:`fedlab.fedavg.History` (its ``sampling`` and per-round ``clients``).
+    num_clients
+        ``N``, the number of clients the run sampled from.
+    noise_multiplier
+        ``z`` of the noise ``N(0, (z S)^2)`` added to the cohort's sum of updates clipped to ``S``.
+    delta
+        Target ``delta``.
+    q
+        The sampling rate of a Poisson run (its records only show the realized cohort sizes); not
+        used for a fixed-size run (``q = m / N`` from the records).
+    sampling
+        What the caller believes the run used; ``None`` takes the history's. A value that differs from
+        the history's raises (a Poisson epsilon for a fixed-size run under-reports it).
+    clip_norm_units
+        ``"clip"``: ``noise_multiplier`` is relative to ``S``, as in DP-FedAvg and Flower's DP
+        wrappers (for a fixed-size cohort it is halved: the replace-one sensitivity is ``2 S``).
+        ``"replace_one"``: it is already relative to the replace-one sensitivity.
+
+    Raises
+    ------
+    ValueError
+        For a sampling mismatch, or a fixed-size run whose cohort size changed between rounds.
+
+    """
+    hist_sampling = _check_sampling(getattr(history, "sampling", None))
+    if sampling is not None and _check_sampling(sampling) != hist_sampling:
+        raise ValueError(
+            f"sampling={sampling!r}, but this run sampled {hist_sampling!r} cohorts: its epsilon needs the "
+            f"{hist_sampling!r} accountant (dp.epsilon(..., sampling={hist_sampling!r}))"
+        )
+    validate.one_of("clip_norm_units", clip_norm_units, ("clip", "replace_one"))
+    n = validate.positive_int("num_clients", num_clients)
+    rounds = len(history.records)
+    if rounds == 0:
+        return 0.0
+    if hist_sampling == "poisson":
+        if q is None:
+            raise ValueError("q=None: a Poisson run's records do not show its sampling rate; pass q=")
+        return epsilon(q=q, noise_multiplier=noise_multiplier, steps=rounds, delta=delta)
+    sizes = {int(r.clients) for r in history.records}
+    if len(sizes) != 1:
+        raise ValueError(
+            f"the run's cohort size changed between rounds ({sorted(sizes)}): account each phase separately"
+        )
+    (m,) = sizes
+    z = noise_multiplier if clip_norm_units == "replace_one" else replace_one_noise_multiplier(noise_multiplier)
+    return epsilon(q=m / n, noise_multiplier=z, steps=rounds, delta=delta, sampling="fixed_size")
+
+
 @dataclass(frozen=True)
 class Accountant:
     """A thin record of the mechanisms run so far; the analysis is in the pure functions above.
 
-    ``history`` holds ``(q, noise_multiplier, steps)`` triples. :meth:`step`
+    ``history`` holds ``(q, noise_multiplier, steps)`` triples, or
+    ``(q, noise_multiplier, steps, sampling)`` for a phase with ``sampling="fixed_size"``. :meth:`step`
     returns a new accountant (the object is frozen), :meth:`epsilon` adds up
-    the RDP of every entry and converts it.
+    the RDP of every entry and converts it (RDP composes across both schemes).
 
     Examples
     --------
@@ -402,21 +654,23 @@ class Accountant:
     history: tuple = ()
     orders: tuple = DEFAULT_ORDERS
 
-    def step(self, *, q: float, noise_multiplier: float, steps: int = 1) -> Accountant:
+    def step(self, *, q: float, noise_multiplier: float, steps: int = 1, sampling: str = "poisson") -> Accountant:
         """A new accountant: this one's history plus ``steps`` steps of the sampled Gaussian mechanism."""
         entry = (_check_q(q), _check_noise(noise_multiplier), _check_steps(steps))
+        extra = () if _check_sampling(sampling) == "poisson" else (sampling,)
         h = list(self.history)
-        if h and h[-1][:2] == entry[:2]:
-            h[-1] = (*entry[:2], h[-1][2] + entry[2])
+        if h and h[-1][:2] == entry[:2] and tuple(h[-1][3:]) == extra:
+            h[-1] = (*entry[:2], h[-1][2] + entry[2], *extra)
         else:
-            h.append(entry)
+            h.append((*entry, *extra))
         return Accountant(tuple(h), self.orders)
 
     def rdp(self) -> np.ndarray:
         """Total RDP at :attr:`orders`."""
         total = np.zeros(len(self.orders))
-        for q, z, n in self.history:
-            total = total + compute_rdp(q=q, noise_multiplier=z, steps=n, orders=self.orders)
+        for q, z, n, *rest in self.history:
+            sampling = rest[0] if rest else "poisson"
+            total = total + compute_rdp_for(sampling=sampling, q=q, noise_multiplier=z, steps=n, orders=self.orders)
         return total
 
     def epsilon(self, *, delta: float) -> float:
@@ -722,7 +976,7 @@ def run(
             )  # fmt: skip
             if callback is not None:
                 callback(r, state.params)
-    return state.params, fedavg.History(tuple(records))
+    return state.params, fedavg.History(tuple(records), sampling="poisson")
 
 
 # ----------------------------------------------------------------------------

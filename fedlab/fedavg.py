@@ -264,7 +264,13 @@ def num_sampled(num_clients: int, fraction: float) -> int:
 
 
 def sample_clients(num_clients: int, *, fraction: float, rng: int | np.random.Generator) -> np.ndarray:
-    """Choose ``m = max(round(C*K), 1)`` distinct clients uniformly; returned sorted ascending."""
+    """Choose ``m = max(round(C*K), 1)`` distinct clients uniformly; returned sorted ascending.
+
+    A **fixed-size** cohort, sampled uniformly without replacement (as Flower 1.42's ``sample_nodes``
+    does with ``random.sample``). Its privacy accountant is ``fedlab.dp.epsilon(...,
+    sampling="fixed_size")`` (replace-one neighbours), not the Poisson one: see
+    :func:`fedlab.dp.epsilon_of_run`, which refuses the mix-up.
+    """
     validate.positive_int("num_clients", num_clients)
     validate.fraction("fraction", fraction)
     gen = seeding.as_generator(rng)
@@ -304,9 +310,15 @@ class RoundRecord:
 
 @dataclass(frozen=True)
 class History:
-    """The per-round record of a run; ``column("test_accuracy")`` gives one series to plot."""
+    """The per-round record of a run; ``column("test_accuracy")`` gives one series to plot.
+
+    ``sampling`` says how the run chose its clients, and so which privacy accountant applies to it
+    (:func:`fedlab.dp.epsilon_of_run`): ``"fixed_size"`` for :func:`run` (:func:`sample_clients`),
+    ``"poisson"`` for :func:`fedlab.dp.run`.
+    """
 
     records: tuple = ()
+    sampling: str = "fixed_size"
 
     def __len__(self) -> int:
         return len(self.records)

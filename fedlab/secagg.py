@@ -96,6 +96,7 @@ import numbers
 import os
 import struct
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -694,6 +695,15 @@ class Config:
         validate.positive_float("clip", self.clip)
         bits = _check_bits(self.bits)
         t = _check_threshold(self.threshold)
+        if t <= n // 2 and self.neighbours is None:
+            warnings.warn(
+                ThresholdWarning(
+                    f"threshold={t} with num_clients={n}: t <= n/2. Against a server that lies about who dropped, "
+                    f"t > n/2 (here >= {n // 2 + 1}) is needed: otherwise it can ask two disjoint groups for the "
+                    "shares of the same client's two secrets and unmask that client's input (Bonawitz et al. 2017)"
+                ),
+                stacklevel=3,
+            )
         if self.neighbours is None:
             object.__setattr__(self, "neighbours", full_graph(n))
         nb = self.neighbours
@@ -898,10 +908,41 @@ def _require(count: int, config: Config, what: str) -> None:
         )
 
 
+_P25519 = 2**255 - 19
+_LOW_ORDER_X = frozenset(
+    {
+        0,
+        1,
+        _P25519 - 1,
+        325606250916557431795983626356110631294008115727848805560023387167927233504,
+        39382357235489614581723060781553021112529911719440698176882885853963445705823,
+    }
+)
+"""x-coordinates (mod p) of the points of small order on Curve25519: a key agreement with one of them gives a
+shared secret that does not depend on the private key (libsodium's and RFC 7748 Sec. 6.1's list)."""
+
+
+def check_public_key(public: bytes, *, name: str = "public key") -> bytes:
+    """``public`` if it is a usable X25519 public key; ``ValueError`` naming it for an all-zero or low-order point.
+
+    Such a key makes the pairwise secret predictable (the all-zero point gives an all-zero secret), so a
+    malicious client or server that injects it could learn or fix the masks.
+    """
+    raw = _check_seed(public, name=name)
+    x = (int.from_bytes(raw, "little") & ((1 << 255) - 1)) % _P25519
+    if x in _LOW_ORDER_X:
+        raise ValueError(
+            f"{name} = {raw.hex()[:16]}...: a low-order point of Curve25519 (x = {x if x < 2 else 'small order'}); "
+            "key agreement with it gives a secret anyone can predict, so the roster refuses it"
+        )
+    return raw
+
+
 def collect_keys(messages: Sequence[AdvertiseKeys], *, config: Config) -> tuple[AdvertiseKeys, ...]:
     """Phase 0 (server): check the adverts and return the roster ``U1`` sorted by client.
 
-    Raises :class:`ThresholdError` when fewer than ``t`` clients advertised.
+    Raises :class:`ThresholdError` when fewer than ``t`` clients advertised, and ``ValueError`` naming the
+    client for an all-zero or low-order public key (:func:`check_public_key`).
     """
     seen = {}
     for m in messages:
@@ -910,8 +951,8 @@ def collect_keys(messages: Sequence[AdvertiseKeys], *, config: Config) -> tuple[
         u = _check_client(m.client, config.num_clients, name="AdvertiseKeys.client")
         if u in seen:
             raise ValueError(f"client {u} advertised keys twice")
-        _check_seed(m.c_pk, name=f"client {u}'s c_pk")
-        _check_seed(m.s_pk, name=f"client {u}'s s_pk")
+        check_public_key(m.c_pk, name=f"client {u}'s c_pk")
+        check_public_key(m.s_pk, name=f"client {u}'s s_pk")
         seen[u] = m
     _require(len(seen), config, "advertised keys")
     return tuple(seen[u] for u in sorted(seen))
@@ -1273,11 +1314,31 @@ def _dropouts(dropouts, n: int) -> dict[int, int]:
     return out
 
 
+class ThresholdWarning(UserWarning):
+    """The Shamir threshold is at most half the clients: safe only against an honest-but-curious server."""
+
+
+class KeyReuseWarning(UserWarning):
+    """Seeded keys were used again on different inputs: every key and mask repeats, and the masks no longer hide."""
+
+
+_SEEDED_ROUNDS: dict[int, str] = {}  # key stream -> fingerprint of the inputs it masked (reuse detection only)
+
+
+def _fingerprint(x: np.ndarray, config: Config) -> str:
+    """What the masks hide: the encoded inputs (a replay of the same inputs under the same keys reveals nothing new)."""
+    h = hashlib.sha256(repr((config.num_clients, config.dim, config.bits)).encode())
+    for row in x:
+        h.update(np.ascontiguousarray(config.encode(row)).tobytes())
+    return h.hexdigest()
+
+
 def run_round(
     inputs,
     *,
     config: Config,
-    rng: int | np.random.Generator | None,
+    rng: int | np.random.Generator | None = None,
+    seeded_keys: bool = False,
     dropouts: Mapping[int, str] | None = None,
     on_refusal: str = "raise",
 ) -> RoundResult:
@@ -1291,9 +1352,15 @@ def run_round(
     config
         The round's :class:`Config`.
     rng
-        Seed or Generator (deterministic keys and masks, for teaching), or
-        ``None`` for ``os.urandom`` (what a deployment does). Client ``u``
-        draws from its own child stream, whatever the others do.
+        ``None`` (default): every key, self-mask seed and Shamir polynomial
+        from ``os.urandom``, what a deployment does. A seed or Generator makes
+        them all deterministic, for teaching, and only with ``seeded_keys=True``.
+        Client ``u`` draws from its own child stream, whatever the others do.
+    seeded_keys
+        The teaching flag that allows ``rng``. Two rounds with the same seed
+        reuse every key and mask, so the server can subtract their masked
+        inputs and learn each client's change of input: using the same key
+        stream again on different inputs warns (:class:`KeyReuseWarning`).
     dropouts
         ``{client: phase}``: the client sends nothing from that phase on
         (``"advertise"``, ``"share"``, ``"masked_input"`` or ``"unmask"``; see :data:`PHASES`).
@@ -1309,7 +1376,28 @@ def run_round(
     if x.ndim != 2 or x.shape != (n, config.dim):
         raise ValueError(f"inputs has shape {x.shape}: must be (num_clients, dim) = ({n}, {config.dim})")
     drop = _dropouts(dropouts, n)
+    if not isinstance(seeded_keys, bool):
+        raise ValueError(f"seeded_keys={seeded_keys!r}: must be True or False")
+    if rng is not None and not seeded_keys:
+        raise ValueError(
+            f"rng={rng!r}: a seed makes every key and mask a function of it, and two rounds with the same seed let "
+            "the server subtract a client's masked inputs; keys come from os.urandom (rng=None) unless you pass "
+            "seeded_keys=True (teaching only)"
+        )
+    if seeded_keys and rng is None:
+        raise ValueError("seeded_keys=True needs rng= (a seed or numpy Generator) to seed the keys from")
     base = None if rng is None else int(seeding.as_generator(rng).integers(0, 2**63 - 1))
+    if base is not None:
+        mark = _fingerprint(x, config)
+        if _SEEDED_ROUNDS.setdefault(base, mark) != mark:
+            warnings.warn(
+                KeyReuseWarning(
+                    f"rng={rng!r}: these seeded keys already masked different inputs in this process; every key and "
+                    "mask repeats, so the server can subtract the two rounds' masked inputs and read each client's "
+                    "change. Use a new seed per round, or rng=None (os.urandom)."
+                ),
+                stacklevel=2,
+            )
 
     def child(u: int, phase: int):
         return None if base is None else np.random.default_rng([base, u, phase])

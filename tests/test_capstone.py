@@ -49,7 +49,7 @@ def test_protocol_bytes_known_answer():
 def test_protocol_bytes_equal_what_the_real_protocol_counts(n, dim, bits, drops):
     cfg = secagg.Config(num_clients=n, threshold=capstone.threshold_for(n), dim=dim, clip=1.0, bits=bits)
     x = np.random.default_rng(0).uniform(-0.5, 0.5, (n, dim))
-    res = secagg.run_round(x, config=cfg, rng=1, dropouts=drops, on_refusal="return")
+    res = secagg.run_round(x, config=cfg, rng=1, seeded_keys=True, dropouts=drops, on_refusal="return")
     np.testing.assert_array_equal(res.bytes_sent, capstone.protocol_bytes(num_clients=n, dim=dim, bits=bits, dropouts=drops))
 
 
@@ -127,7 +127,9 @@ def test_run_equals_dp_run_without_dropouts(health_clients):
     np.testing.assert_array_equal(h1.sampled, h3.column("clients"))
     np.testing.assert_array_equal(h1.round_bytes, h2.round_bytes)
     assert h1.user_bytes.sum() == h1.round_bytes.sum() and h1.bytes_per_user() == h1.round_bytes.sum() / len(clients)
-    assert h1.epsilon(delta=1e-5) == pytest.approx(dp.epsilon(q=kw["q"], noise_multiplier=1.0, steps=4, delta=1e-5))
+    plain = dp.epsilon(q=kw["q"], noise_multiplier=1.0, steps=4, delta=1e-5)
+    valid = capstone.epsilon(num_users=len(clients), q=kw["q"], noise_multiplier=1.0, rounds=4, dropout_rate=0.0)
+    assert h1.epsilon(delta=1e-5) == valid >= plain  # the refusal term (a cohort of 1 vs 2) only adds
 
 
 def test_run_with_dropouts_and_coarse_bits_learns(health_clients):
@@ -230,3 +232,92 @@ def test_capstone_math_does_not_import_widgets():
     code = "import sys, fedlab.capstone; print(any(m.startswith(('ipywidgets', 'matplotlib', 'IPython')) for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---- refusals and the per-user bound (a round one user can flip) -----------------------------------------
+
+
+def _two_updates(s=0.5):
+    a = [np.array([[s, 0.0]], np.float32), np.zeros(1, np.float32)]
+    b = [np.array([[0.0, s]], np.float32), np.zeros(1, np.float32)]
+    return a, b
+
+
+def test_one_user_flips_a_refused_round_and_moves_the_release_by_2S():
+    a, b = _two_updates()
+    kw = dict(clip_norm=0.5, noise_multiplier=0.0, expected_clients=1.0, bits=16, rng=0, protocol_rng=0, secure=False)
+    alone = capstone.private_round([a], like=a, **kw)  # a cohort of 1: refused, noise only
+    both = capstone.private_round([a, b], like=a, **kw)  # add one user: released
+    assert alone.refusal is not None and both.refusal is None
+    moved = np.linalg.norm(P.flatten(both.average) - P.flatten(alone.average))
+    assert moved == pytest.approx(np.sqrt(2) * 0.5, rel=1e-3)  # both updates appear, not just the new user's
+    assert moved > 0.5  # more than S: the sampled Gaussian analysis alone does not cover it
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
+def test_refuses_is_the_protocols_rule(n):
+    d = [[np.full((1, 2), 0.1 * (k + 1), np.float32), np.zeros(1, np.float32)] for k in range(n)]
+    phases = list(secagg.PHASES)
+    for drops in range(n + 1):
+        for phase in phases:
+            dropouts = {k: phase for k in range(drops)}
+            out = capstone.private_round(d, clip_norm=0.5, noise_multiplier=0.0, expected_clients=n, bits=16, rng=0,
+                                         dropouts=dropouts, secure=False)  # fmt: skip
+            assert (out.refusal is not None) == capstone.refuses(n, n - drops), (n, drops, phase)
+    assert capstone.refuses(1, 1) and capstone.refuses(0, 0)
+    with pytest.raises(ValueError, match="survivors=5"):
+        capstone.refuses(4, 5)
+
+
+def test_flip_probability_equals_brute_force_enumeration():
+    import itertools
+
+    num_users, q, rate = 6, 0.4, 0.3
+    others = num_users - 1
+    p = 0.0
+    # every subset of the others sampled, every survival pattern, the user's own survival
+    for sampled in itertools.product([0, 1], repeat=others):
+        k = sum(sampled)
+        ps = q**k * (1 - q) ** (others - k)
+        for alive in itertools.product([0, 1], repeat=k):
+            j = sum(alive)
+            pa = (1 - rate) ** j * rate ** (k - j)
+            for mine, pm in ((1, 1 - rate), (0, rate)):
+                p += ps * pa * pm * (capstone.refuses(k, j) != capstone.refuses(k + 1, j + mine))
+    brute_round = q * p
+    got = capstone.refusal_flip_probability(num_users=num_users, q=q, dropout_rate=rate, rounds=1)
+    assert got >= brute_round - 1e-15  # the function takes the worse of num_users and num_users - 1 others
+    assert got == pytest.approx(max(brute_round, capstone.refusal_flip_probability(
+        num_users=num_users + 1, q=q, dropout_rate=rate, rounds=1)), rel=1e-12) or got == pytest.approx(brute_round)
+    three = capstone.refusal_flip_probability(num_users=num_users, q=q, dropout_rate=rate, rounds=3)
+    assert three == pytest.approx(1 - (1 - got) ** 3)
+
+
+def test_capstone_epsilon_counts_the_refusal_term():
+    # 10 users a round, 10% dropouts, 200 rounds: P[F] ~ 0.6%, far above delta = 1e-5: no guarantee
+    assert capstone.refusal_flip_probability(num_users=1200, q=10 / 1200, dropout_rate=0.1, rounds=200) > 1e-3
+    assert capstone.epsilon(num_users=1200, q=10 / 1200, noise_multiplier=1.2, rounds=200, dropout_rate=0.1) == math.inf
+    assert math.isfinite(dp.epsilon(q=10 / 1200, noise_multiplier=1.2, steps=200, delta=1e-5))  # what was reported
+    # 50 users a round: the term is ~1e-8, the epsilon barely moves, and never goes below the plain accountant
+    plain = dp.epsilon(q=50 / 1200, noise_multiplier=1.2, steps=200, delta=1e-5)
+    valid = capstone.epsilon(num_users=1200, q=50 / 1200, noise_multiplier=1.2, rounds=200, dropout_rate=0.1)
+    assert plain <= valid < plain * 1.01
+    # no dropouts: only the cohort of 1 vs 2 can flip
+    none = capstone.refusal_flip_probability(num_users=1200, q=20 / 1200, dropout_rate=0.0, rounds=200)
+    assert 0 < none < 1e-6
+
+
+def test_capstone_history_epsilon_is_the_valid_one():
+    z = np.zeros(200, np.int64)
+    hist = capstone.CapstoneHistory(z, z, z.astype(bool), z, np.full(200, np.nan), np.zeros(1200, np.int64),
+                                    20 / 1200, 0.982, np.zeros(200), 0.1)  # fmt: skip
+    assert hist.epsilon() == math.inf  # lesson 10's old setting: 20 a round, 10% dropouts
+    assert hist.epsilon(rounds=1) >= dp.epsilon(q=20 / 1200, noise_multiplier=0.982, steps=1, delta=1e-5)
+
+
+def test_capstone_noise_multiplier_for():
+    z = capstone.noise_multiplier_for(epsilon=2.0, num_users=1200, q=30 / 1200, rounds=200, dropout_rate=0.05)
+    assert capstone.epsilon(num_users=1200, q=30 / 1200, noise_multiplier=z, rounds=200, dropout_rate=0.05) <= 2.0
+    assert z >= dp.noise_multiplier_for(epsilon=2.0, q=30 / 1200, steps=200, delta=1e-5)
+    with pytest.raises(ValueError, match="refusal term"):
+        capstone.noise_multiplier_for(epsilon=2.0, num_users=1200, q=20 / 1200, rounds=200, dropout_rate=0.1)

@@ -454,3 +454,84 @@ def test_library_uses_no_global_randomness():
     dp.dp_sgd(spec, *_clients([30])[0], q=0.2, steps=3, clip_norm=1.0, noise_multiplier=1.0, lr=0.1, seed=0)
     assert np.array_equal(np.random.get_state()[1], state_np) and torch.equal(torch.get_rng_state(), state_torch)
     assert seeding.derive(0, 1).random() == seeding.derive(0, 1).random()
+
+
+# ---- fixed-size cohorts (sampling without replacement) -----------------------------------------
+
+
+def dpacc_fixed_size_epsilon(num, m, z, steps, delta):
+    import dp_accounting
+    from dp_accounting.rdp import rdp_privacy_accountant as dr
+
+    acc = dr.RdpAccountant(orders=list(dp.DEFAULT_ORDERS), neighboring_relation=dr.NeighborRel.REPLACE_ONE)
+    acc.compose(dp_accounting.SampledWithoutReplacementDpEvent(num, m, dp_accounting.GaussianDpEvent(z)), steps)
+    return acc.get_epsilon(delta)
+
+
+@pytest.mark.course_env
+@pytest.mark.parametrize(
+    "num, m, z, steps, want, poisson",
+    [(1200, 20, 0.982, 200, 2.93, 2.00), (1000, 100, 1.0, 100, 14.05, 7.90)],
+)
+def test_fixed_size_accountant_known_answers_and_dp_accounting(num, m, z, steps, want, poisson):
+    ours = dp.epsilon(q=m / num, noise_multiplier=z, steps=steps, delta=1e-5, sampling="fixed_size")
+    assert ours == pytest.approx(dpacc_fixed_size_epsilon(num, m, z, steps, 1e-5), rel=1e-9)
+    assert round(ours, 2) == want
+    assert round(dp.epsilon(q=m / num, noise_multiplier=z, steps=steps, delta=1e-5), 2) == poisson
+
+
+@pytest.mark.course_env
+def test_fixed_size_rdp_per_order_matches_dp_accounting():
+    from dp_accounting.rdp import rdp_privacy_accountant as dr
+
+    orders = [1.5, 2, 2.5, 3, 7.3, 20, 63, 128, 256, 512]
+    for q, z in ((0.01, 0.8), (0.1, 1.0), (0.3, 2.5), (0.05, 5.0)):
+        theirs = dr._compute_rdp_sample_wor_gaussian(q, z, orders)
+        ours = dp.compute_rdp_fixed_size(q=q, noise_multiplier=z, steps=1, orders=orders)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-8)
+
+
+def test_fixed_size_is_never_below_the_gaussian_and_equals_it_at_q_1():
+    orders = [2, 5, 10]
+    full = dp.compute_rdp_fixed_size(q=1.0, noise_multiplier=1.3, steps=3, orders=orders)
+    np.testing.assert_allclose(full, 3 * np.array(orders) / (2 * 1.3**2))
+    part = dp.compute_rdp_fixed_size(q=0.2, noise_multiplier=1.3, steps=3, orders=orders)
+    assert np.all(part <= full + 1e-12) and np.all(part > 0)
+
+
+def test_sampling_argument_is_checked():
+    with pytest.raises(ValueError, match="sampling='uniform'"):
+        dp.epsilon(q=0.1, noise_multiplier=1.0, steps=10, delta=1e-5, sampling="uniform")
+    z = dp.noise_multiplier_for(epsilon=3.0, q=20 / 1200, steps=200, delta=1e-5, sampling="fixed_size")
+    assert dp.epsilon(q=20 / 1200, noise_multiplier=z, steps=200, delta=1e-5, sampling="fixed_size") <= 3.0
+    acc = dp.Accountant().step(q=0.1, noise_multiplier=1.0, steps=50, sampling="fixed_size")
+    acc = acc.step(q=0.1, noise_multiplier=1.0, steps=50, sampling="fixed_size")
+    assert acc.epsilon(delta=1e-5) == pytest.approx(14.05, abs=0.01)
+    mixed = dp.Accountant().step(q=0.1, noise_multiplier=1.0, steps=50).step(
+        q=0.1, noise_multiplier=1.0, steps=50, sampling="fixed_size"
+    )
+    assert 7.9 < mixed.epsilon(delta=1e-5) < 14.05
+
+
+def test_epsilon_of_run_uses_the_runs_own_sampling_and_refuses_a_mismatch():
+    from fedlab import fedavg
+
+    rec = fedavg.RoundRecord(1, 20, 20, 0.0, 0.0, 0.0, 0, 0, 0.0)
+    fixed = fedavg.History((rec,) * 200)  # fedavg.run: sample_clients, a fixed-size cohort
+    assert fixed.sampling == "fixed_size"
+    got = dp.epsilon_of_run(fixed, num_clients=1200, noise_multiplier=0.982, delta=1e-5)
+    assert got == pytest.approx(
+        dp.epsilon(q=20 / 1200, noise_multiplier=0.491, steps=200, delta=1e-5, sampling="fixed_size")
+    )
+    # the Poisson figure for the same run would under-report it
+    assert got > dp.epsilon(q=20 / 1200, noise_multiplier=0.982, steps=200, delta=1e-5)
+    with pytest.raises(ValueError, match="sampled 'fixed_size' cohorts"):
+        dp.epsilon_of_run(fixed, num_clients=1200, noise_multiplier=0.982, delta=1e-5, sampling="poisson")
+    poisson = fedavg.History((rec,) * 10, sampling="poisson")
+    with pytest.raises(ValueError, match="q=None"):
+        dp.epsilon_of_run(poisson, num_clients=1200, noise_multiplier=1.0, delta=1e-5)
+    assert dp.epsilon_of_run(poisson, num_clients=1200, noise_multiplier=1.0, delta=1e-5, q=0.1) == pytest.approx(
+        dp.epsilon(q=0.1, noise_multiplier=1.0, steps=10, delta=1e-5)
+    )
+    with pytest.raises(ValueError, match="sampled 'poisson' cohorts"):
+        dp.epsilon_of_run(poisson, num_clients=1200, noise_multiplier=1.0, delta=1e-5, sampling="fixed_size")

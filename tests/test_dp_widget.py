@@ -54,8 +54,12 @@ def test_one_cell_of_the_grid_is_reproduced_by_its_code():
     i, j, k = 7, 2, 0  # z = 1, S = 1, q = 0.02: the quickest cell
     cell = F.run_cell(grid.config, seed=1, noise_multiplier=grid.noise_multipliers[i], clip_norm=grid.clip_norms[j],
                       sampling_rate=grid.sampling_rates[k])  # fmt: skip
-    np.testing.assert_allclose(cell["accuracy"], grid.accuracy[1, i, j, k], atol=1e-4)
-    np.testing.assert_allclose(cell["mia_auc"], grid.mia_auc[1, i, j, k], atol=1e-4)
+    # across machines float32 training is not bit-identical: see data.GRID_REPRODUCE_ATOL (0.0031 was seen)
+    np.testing.assert_allclose(cell["accuracy"], grid.accuracy[1, i, j, k], atol=data.GRID_REPRODUCE_ATOL)
+    np.testing.assert_allclose(cell["mia_auc"], grid.mia_auc[1, i, j, k], atol=data.GRID_REPRODUCE_ATOL)
+    again = F.run_cell(grid.config, seed=1, noise_multiplier=grid.noise_multipliers[i], clip_norm=grid.clip_norms[j],
+                       sampling_rate=grid.sampling_rates[k])  # fmt: skip
+    assert again == cell  # on one machine: exactly repeatable
 
 
 def test_the_grid_shows_the_trade_off():

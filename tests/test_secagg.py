@@ -98,11 +98,11 @@ def rounds(draw, *, graph):
 def _check_round(config, x, drops, seed):
     if not _expected_ok(config, drops):
         with pytest.raises(S.ThresholdError, match="threshold is t = "):
-            S.run_round(x, config=config, rng=seed, dropouts=drops)
-        refused = S.run_round(x, config=config, rng=seed, dropouts=drops, on_refusal="return")
+            S.run_round(x, config=config, rng=seed, seeded_keys=True, dropouts=drops)
+        refused = S.run_round(x, config=config, rng=seed, seeded_keys=True, dropouts=drops, on_refusal="return")
         assert refused.sum is None and "t = " in refused.refusal
         return
-    r = S.run_round(x, config=config, rng=seed, dropouts=drops)
+    r = S.run_round(x, config=config, rng=seed, seeded_keys=True, dropouts=drops)
     want_included = tuple(u for u in range(config.num_clients) if drops.get(u) in (None, "unmask"))
     assert r.included == want_included
     assert np.array_equal(r.aggregate.sum, S.plain_sum(x, config=config, clients=r.included))
@@ -128,7 +128,7 @@ def test_neighbour_graph_sum_is_exact_or_refused(case):
 def test_other_rings_are_exact_too(n, bits, seed):
     x = np.random.default_rng(seed).uniform(-1, 1, size=(n, 5))
     config = S.Config(num_clients=n, threshold=2, dim=5, bits=bits, clip=1.0)
-    r = S.run_round(x, config=config, rng=seed, dropouts={0: "masked_input", 1: "unmask"})
+    r = S.run_round(x, config=config, rng=seed, seeded_keys=True, dropouts={0: "masked_input", 1: "unmask"})
     assert r.aggregate.sum.dtype == S.ring_dtype(bits)
     assert np.array_equal(r.aggregate.sum, S.plain_sum(x, config=config, clients=r.included))
 
@@ -145,11 +145,11 @@ def test_os_urandom_round_is_exact_and_fresh():
 def test_seeded_round_is_deterministic_per_client():
     x = np.random.default_rng(1).uniform(-1, 1, size=(5, 8))
     config = S.Config(num_clients=5, threshold=3, dim=8)
-    a = S.run_round(x, config=config, rng=7)
-    b = S.run_round(x, config=config, rng=7, dropouts={4: "unmask"})
+    a = S.run_round(x, config=config, rng=7, seeded_keys=True)
+    b = S.run_round(x, config=config, rng=7, seeded_keys=True, dropouts={4: "unmask"})
     for u in range(5):
         np.testing.assert_array_equal(a.masked[u], b.masked[u])  # a later dropout changes nobody's vector
-    c = S.run_round(x, config=config, rng=8)
+    c = S.run_round(x, config=config, rng=8, seeded_keys=True)
     assert not np.array_equal(a.masked[0], c.masked[0])
 
 
@@ -161,7 +161,7 @@ def test_one_masked_vector_is_indistinguishable_from_uniform(value):
     d = 8192
     x = np.full((4, d), value)
     config = S.Config(num_clients=4, threshold=2, dim=d)
-    r = S.run_round(x, config=config, rng=11)
+    r = S.run_round(x, config=config, rng=11, seeded_keys=True)
     for u, y in r.masked.items():
         for shift in (0, 12, 28):  # low, middle and top bits: 16 equally likely values each
             assert _chi2(y, shift) < CHI2_15_1E6, (u, shift)
@@ -320,7 +320,7 @@ def test_communication_is_close_to_raw_float32():
     n, d = 20, 20_000
     x = np.random.default_rng(0).uniform(-1, 1, size=(n, d))
     graph = S.neighbour_graph(n, k=8, rng=0)
-    r = S.run_round(x, config=S.Config(num_clients=n, threshold=5, dim=d, neighbours=graph), rng=0)
+    r = S.run_round(x, config=S.Config(num_clients=n, threshold=5, dim=d, neighbours=graph), rng=0, seeded_keys=True)
     per_client = r.bytes_sent[0]
     # 68 (keys) + 36 + 8 * 96 (shares) + 4 + 4d (masked input) + 4 + 9 * 36 (unmasking)
     assert per_client == 68 + 36 + 8 * 96 + 4 + 4 * d + 4 + 9 * 36
@@ -352,9 +352,9 @@ def test_bad_configs_are_refused_with_the_name():
 def test_mismatched_lengths_and_types_are_refused():
     config = S.Config(num_clients=4, threshold=2, dim=5)
     with pytest.raises(ValueError, match=r"inputs has shape \(4, 6\): must be \(num_clients, dim\) = \(4, 5\)"):
-        S.run_round(np.zeros((4, 6)), config=config, rng=0)
+        S.run_round(np.zeros((4, 6)), config=config, rng=0, seeded_keys=True)
     with pytest.raises(ValueError, match="dropouts\\[1\\]='lunch'"):
-        S.run_round(np.zeros((4, 5)), config=config, rng=0, dropouts={1: "lunch"})
+        S.run_round(np.zeros((4, 5)), config=config, rng=0, seeded_keys=True, dropouts={1: "lunch"})
     p = _protocol(config, np.zeros((4, 5)))
     with pytest.raises(ValueError, match="client 0's input has 6 entries: config.dim is 5"):
         S.mask_input(p["secrets"][0], np.zeros(6, np.uint32), roster=p["roster"], inbox=p["inbox"][0], config=config)
@@ -425,3 +425,79 @@ def test_math_module_imports_no_widgets():
     code = "import sys, fedlab.secagg; print(any(m.startswith(('ipywidgets', 'matplotlib', 'IPython', 'torch')) for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---- keys from the OS; seeded keys only on request; bad public keys; the lying-server threshold ----------
+
+
+def test_two_rounds_with_the_same_seed_would_let_the_server_read_a_change_of_input():
+    """The attack the default closes: same seed, two inputs -> masked difference = encoded difference."""
+    config = S.Config(num_clients=4, threshold=3, dim=5, clip=1.0, frac_bits=10)
+    rng = np.random.default_rng(0)
+    x1 = rng.uniform(-0.2, 0.2, (4, 5))
+    x2 = x1.copy()
+    x2[1] += 0.1  # client 1 changed its update
+    a = S.run_round(x1, config=config, rng=7, seeded_keys=True)
+    with pytest.warns(S.KeyReuseWarning, match="rng=7"):
+        b = S.run_round(x2, config=config, rng=7, seeded_keys=True)
+    diff = S._reduce(b.masked[1].astype(np.int64) - a.masked[1].astype(np.int64), config.bits)
+    assert np.array_equal(diff, S._reduce(config.encode(x2[1]).astype(np.int64) - config.encode(x1[1]).astype(np.int64),
+                                          config.bits))
+    # by default the keys come from os.urandom: the same difference is noise
+    c = S.run_round(x1, config=config)
+    d = S.run_round(x2, config=config)
+    assert np.array_equal(c.sum, a.sum) and np.array_equal(d.sum, b.sum)  # the sums are exact either way
+    diff2 = S._reduce(d.masked[1].astype(np.int64) - c.masked[1].astype(np.int64), config.bits)
+    assert not np.array_equal(diff2, diff)
+
+
+def test_a_seed_needs_the_teaching_flag():
+    config = S.Config(num_clients=3, threshold=2, dim=2)
+    with pytest.raises(ValueError, match="rng=3: a seed makes every key"):
+        S.run_round(np.zeros((3, 2)), config=config, rng=3)
+    with pytest.raises(ValueError, match="seeded_keys=True needs rng="):
+        S.run_round(np.zeros((3, 2)), config=config, seeded_keys=True)
+
+
+def test_replaying_the_same_inputs_under_seeded_keys_does_not_warn():
+    import warnings
+
+    config = S.Config(num_clients=3, threshold=2, dim=2)
+    x = np.full((3, 2), 0.25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", S.KeyReuseWarning)
+        S.run_round(x, config=config, rng=12345, seeded_keys=True)
+        S.run_round(x, config=config, rng=12345, seeded_keys=True, dropouts={0: "unmask"})
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        bytes(32),
+        (1).to_bytes(32, "little"),
+        bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+        bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+        (2**255 - 20).to_bytes(32, "little"),
+        (2**255 - 19).to_bytes(32, "little"),  # p itself = 0
+        ((1 << 255) | 0).to_bytes(32, "little"),  # 0 with the ignored top bit set
+    ],
+)
+def test_collect_keys_rejects_low_order_public_keys_naming_the_client(bad):
+    config = S.Config(num_clients=3, threshold=2, dim=2)
+    adverts = [S.advertise_keys(u, config=config, rng=u)[1] for u in range(3)]
+    import dataclasses
+
+    adverts[2] = dataclasses.replace(adverts[2], s_pk=bad)
+    with pytest.raises(ValueError, match="client 2's s_pk.*low-order"):
+        S.collect_keys(adverts, config=config)
+    S.collect_keys([S.advertise_keys(u, config=config, rng=u)[1] for u in range(3)], config=config)  # honest: fine
+
+
+def test_threshold_at_most_half_warns_about_a_lying_server():
+    import warnings
+
+    with pytest.warns(S.ThresholdWarning, match="t > n/2"):
+        S.Config(num_clients=10, threshold=5, dim=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", S.ThresholdWarning)
+        S.Config(num_clients=10, threshold=6, dim=2)

@@ -130,7 +130,7 @@ def _t_bytes_sizes(answer):
 def _t_bytes_protocol(answer):
     n, d, bits = 6, 9, 20
     cfg = secagg.Config(num_clients=n, threshold=4, dim=d, clip=1.0, bits=bits)
-    res = secagg.run_round(np.zeros((n, d)), config=cfg, rng=0)
+    res = secagg.run_round(np.zeros((n, d)), config=cfg, rng=0, seeded_keys=True)
     expect_equal(answer(num_clients=n, dim=d, bits=bits), int(res.bytes_sent[0]),
                  what="bytes counted by a real secagg.run_round (6 clients, 9 parameters, 20 bits)", hint=_BYTES_HINT)
 

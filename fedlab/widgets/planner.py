@@ -11,8 +11,10 @@ noise) over
 - the fixed-point width ``bits`` of secure aggregation,
 - the number of rounds,
 
-keeps the configurations whose epsilon (computed live by the course's accountant,
-:class:`fedlab.dp.Accountant`) and mean bytes per user fit, and shows the best test accuracy
+keeps the configurations whose epsilon (computed live by :func:`fedlab.capstone.epsilon`: the
+sampled Gaussian accountant plus the refusal term, so a cell whose refusal term alone exceeds
+``delta`` - few users a round, many rounds - has ``epsilon = inf`` and never fits) and mean bytes
+per user fit, and shows the best test accuracy
 (mean over seeds), the configuration that gives it, and a chart of the best accuracy against the
 target epsilon. When nothing fits it says so.
 
@@ -40,7 +42,7 @@ from pathlib import Path
 import ipywidgets as W
 import numpy as np
 
-from fedlab import capstone, data, dp, models, partition
+from fedlab import capstone, data, models, partition
 
 GRID_FILE = "capstone_planner.json"
 GRID_SHA256 = "3673b742de7b5e8e00d1256fc0863322a0c12b3517a0546179aba43e866ef917"
@@ -259,7 +261,7 @@ def _check_target(name: str, value, *, allow_inf: bool = True) -> float:
 class PlannerModel:
     """The grid and the accountant together, with caches (no widgets).
 
-    Every configuration's epsilon (one :class:`fedlab.dp.Accountant` per ``(q, z)``, read at each
+    Every configuration's epsilon (:func:`fedlab.capstone.epsilon` per ``(q, z)``, read at each
     number of rounds) and its mean accuracy and bytes are computed once when the model is built
     (well under a second); :meth:`plan` is then a masked arg-max.
     """
@@ -273,10 +275,9 @@ class PlannerModel:
         for c, k in enumerate(g.clients_per_round):
             for i, z in enumerate(g.noise_multipliers):
                 for r, t in enumerate(g.rounds):
-                    eps[c, i, r] = (
-                        math.inf if z == 0
-                        else dp.Accountant().step(q=k / self.num_users, noise_multiplier=z, steps=t).epsilon(
-                            delta=self.delta)
+                    eps[c, i, r] = capstone.epsilon(
+                        num_users=self.num_users, q=k / self.num_users, noise_multiplier=z, rounds=t,
+                        dropout_rate=float(g.config["dropout_rate"]), delta=self.delta,
                     )  # fmt: skip
         self.epsilon = eps[:, :, None, :] * np.ones((1, 1, len(g.bits), 1))
         self.accuracy = g.accuracy.mean(0)

@@ -32,6 +32,7 @@ import html
 import math
 import struct
 import time
+import warnings
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -175,8 +176,14 @@ class ServerScene:
         return s
 
     def config(self, threshold: int) -> secagg.Config:
-        """The round's public parameters: pixels in [0, 1] clipped to [-1, 1], 32-bit ring."""
-        return secagg.Config(num_clients=self.num_clients, threshold=threshold, dim=self.dim, clip=1.0)
+        """The round's public parameters: pixels in [0, 1] clipped to [-1, 1], 32-bit ring.
+
+        The threshold slider goes below ``n/2`` on purpose (to see refusals move), so the
+        :class:`fedlab.secagg.ThresholdWarning` for it is not repeated on every move.
+        """
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", secagg.ThresholdWarning)
+            return secagg.Config(num_clients=self.num_clients, threshold=threshold, dim=self.dim, clip=1.0)
 
     def compute(self, settings: ViewSettings) -> ServerView:
         """Run the round for ``settings`` (cached; the same every time for a seed)."""
@@ -189,7 +196,8 @@ class ServerScene:
         dropped = self.drop_order[: s.dropped]
         phase = "masked_input" if s.when == "before" else "unmask"
         result = secagg.run_round(
-            self.inputs, config=config, rng=seeding.derive(self.seed, 2), dropouts={u: phase for u in dropped},
+            self.inputs, config=config, rng=seeding.derive(self.seed, 2), seeded_keys=True,
+            dropouts={u: phase for u in dropped},
             on_refusal="return",
         )  # fmt: skip
         received = np.concatenate(list(result.masked.values())) if result.masked else np.zeros(1)
