@@ -42,13 +42,16 @@ $(STAMP): requirements.lock pyproject.toml
 
 # The learner works in work/ (git-ignored): copies of notebooks/ made once and
 # never overwritten; `make refresh` offers new or updated lessons beside them.
+# JupyterLab refuses to run as root (Docker, WSL, cloud boxes) without --allow-root: `make lab` adds it when
+# `id -u` is 0. Extra JupyterLab arguments: `make lab JUPYTER_ARGS="--no-browser --port=8890"`.
+JUPYTER_ARGS ?=
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+JUPYTER_LAB = $(VENV)/bin/jupyter lab --notebook-dir=work $(LAB_ROOT) $(JUPYTER_ARGS)
+
 lab: $(STAMP)
 	$(PY) -m fedlab course workdir --dir work
-	@if [ -f work/00_welcome.ipynb ]; then \
-		$(VENV)/bin/jupyter lab --notebook-dir=work work/00_welcome.ipynb; \
-	else \
-		$(VENV)/bin/jupyter lab --notebook-dir=work; \
-	fi
+	@$(if $(LAB_ROOT),echo "make lab: running as root: JupyterLab starts with --allow-root.",:)
+	$(JUPYTER_LAB) $$([ -f work/00_welcome.ipynb ] && echo work/00_welcome.ipynb)
 
 refresh: $(STAMP)
 	$(PY) -m fedlab course refresh --dir work

@@ -151,7 +151,20 @@ def run_test(ex: Exercise, test: Test, answer) -> tuple[bool, str]:
     return True, "passed"
 
 
-def check(exercise_id: str, answer) -> None:
+def _visible(ex: Exercise) -> list:
+    """The tests a learner may run (all of them unless a test is marked ``hidden``, the grader's own)."""
+    return [t for t in ex.tests if not getattr(t, "hidden", False)]
+
+
+def _coverage(ex: Exercise, ran: int, thorough: bool) -> str:
+    """``"2 of 4 grading tests run here; check(..., thorough=True) runs all 4"``."""
+    total = len(ex.tests)
+    if thorough or ran == total:
+        return f"all {ran} visible grading tests run" if ran < total else f"all {total} grading tests run"
+    return f"{ran} of {total} grading tests run here; check(..., thorough=True) runs all {len(_visible(ex))}"
+
+
+def check(exercise_id: str, answer, *, thorough: bool = False) -> None:
     """Check a learner's answer now: prints a success line or raises :class:`CheckFailed`.
 
     Parameters
@@ -160,18 +173,28 @@ def check(exercise_id: str, answer) -> None:
         ``"02.1"`` etc.
     answer
         What the exercise asks for (usually the learner's function).
+    thorough
+        Run every visible grading test (what the grader runs, minus hidden tests), not only the quick ones.
+        Both the success line and a failure say how many of the grader's tests were run.
     """
     ex = get(exercise_id)
-    quick = [t for t in ex.tests if t.in_check]
-    for test in quick:
+    if not isinstance(thorough, bool):
+        raise ValueError(f"thorough={thorough!r}: must be True or False")
+    tests = _visible(ex) if thorough else [t for t in ex.tests if t.in_check]
+    for test in tests:
         ok, message = run_test(ex, test, answer)
         if not ok:
             hint = f"\nHint: {ex.hint}" if ex.hint and "Hint:" not in message else ""
-            raise CheckFailed(message + hint)
-    print(f"\u2714 Exercise {ex.id} passed: {ex.title} ({len(quick)} check{'s' * (len(quick) != 1)}).")
+            raise CheckFailed(f"{message}{hint}\n({_coverage(ex, len(tests), thorough)}.)")
+    print(f"\u2714 Exercise {ex.id} passed: {ex.title} ({_coverage(ex, len(tests), thorough)}).")
 
 
 # ---- helpers for writing tests -------------------------------------------------------------
+
+
+def _num(x) -> str:
+    """A number in 4 significant digits, whole (``1.235e-05``, ``-0.5``)."""
+    return f"{float(x):.4g}"
 
 
 def _fmt(value, limit: int = 200) -> str:
@@ -180,15 +203,80 @@ def _fmt(value, limit: int = 200) -> str:
         text = repr(item)
         return f"{item:.6g}" if isinstance(item, float) and len(text) > 12 else text
     text = np.array2string(np.asarray(value), precision=4, threshold=12) if _is_arraylike(value) else repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 4]
+    for sep in (", ", " ", ","):  # never cut mid-number: end at the last separator
+        if sep in cut:
+            cut = cut[: cut.rindex(sep) + len(sep.rstrip())]
+            break
+    return cut + " ..."
 
 
 def _is_arraylike(value) -> bool:
     return isinstance(value, np.ndarray) or (hasattr(value, "shape") and hasattr(value, "dtype"))
 
 
-def expect_close(got, want, *, what: str, hint: str = "", rtol: float = 1e-5, atol: float = 1e-6) -> None:
-    """Raise :class:`CheckFailed` unless ``got`` is numerically close to ``want`` (same shape)."""
+def _ratio(got: np.ndarray, want: np.ndarray) -> float | None:
+    """``r`` when ``got`` is (within 5 %) ``r * want`` for one number ``r``; else ``None``."""
+    g, w = got.ravel(), want.ravel()
+    ww = float(w @ w)
+    if not np.all(np.isfinite(g)) or ww == 0 or float(g @ g) == 0:
+        return None
+    r = float(g @ w) / ww
+    return r if np.linalg.norm(g - r * w) <= 0.05 * np.linalg.norm(g) else None
+
+
+def summarize_mismatch(got, want, *, like: dict | None = None, ratios: dict | None = None, atol: float = 1e-6) -> str:
+    """What is wrong with ``got`` compared with ``want``, in one or two sentences, never a dump of the arrays.
+
+    Says the shape, the largest absolute and relative error and where it is; whether ``got`` is a multiple
+    ``r * want`` (with the explanation ``ratios`` gives for the nearest listed ``r``, within 10 %); and whether
+    ``got`` matches one of the known wrong answers in ``like`` (``{"the parameters, not the delta": params}``).
+    Small arrays (up to 8 values) are shown whole.
+    """
+    got_a, want_a = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    for desc, ref in (like or {}).items():
+        ref_a = np.asarray(ref, dtype=np.float64)
+        if ref_a.shape == got_a.shape and np.allclose(got_a, ref_a, rtol=1e-4, atol=max(atol, 1e-6)):
+            return f"yours looks like {desc}."
+    if got_a.size <= 8:
+        text = f"expected {_fmt(want_a)}, got {_fmt(got_a)}"
+    else:
+        diff = np.abs(got_a - want_a)
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        where = np.unravel_index(int(np.argmax(diff)), diff.shape)
+        rel = diff / np.maximum(np.abs(want_a), atol)
+        text = (
+            f"shape {want_a.shape}, max abs error {_num(diff[where])} at index {list(map(int, where))} "
+            f"(yours {_num(got_a[where])}, expected {_num(want_a[where])}), max rel error {_num(np.max(rel))}"
+        )
+    r = _ratio(got_a, want_a)
+    if r is not None and abs(r - 1) > 0.05:
+        text += f"; yours is {r:.3g}x the expected one"
+        near = [(abs(k - r), k) for k in (ratios or {}) if abs(k - r) <= 0.1 * abs(k)]
+        if near:
+            text += f": {ratios[min(near)[1]]}"
+        elif abs(r + 1) <= 0.05:
+            text += " (the sign is flipped)"
+    return text + "."
+
+
+def expect_close(
+    got,
+    want,
+    *,
+    what: str,
+    hint: str = "",
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    like: dict | None = None,
+    ratios: dict | None = None,
+) -> None:
+    """Raise :class:`CheckFailed` unless ``got`` is numerically close to ``want`` (same shape).
+
+    The message is :func:`summarize_mismatch`'s (``like`` and ``ratios`` name known wrong answers).
+    """
     try:
         got_a = np.asarray(got, dtype=np.float64)
     except (TypeError, ValueError):
@@ -198,15 +286,42 @@ def expect_close(got, want, *, what: str, hint: str = "", rtol: float = 1e-5, at
     if got_a.shape != want_a.shape:
         raise CheckFailed(f"{what}: expected shape {want_a.shape}, got shape {got_a.shape}.{hint}")
     if not np.allclose(got_a, want_a, rtol=rtol, atol=atol, equal_nan=True):
-        raise CheckFailed(f"{what}: expected {_fmt(want_a)}, got {_fmt(got_a)}.{hint}")
+        summary = summarize_mismatch(got_a, want_a, like=like, ratios=ratios, atol=atol)
+        raise CheckFailed(f"{what}: {summary}{hint}")
 
 
-def expect_params_close(got, want, *, what: str, hint: str = "", rtol: float = 1e-5, atol: float = 1e-6) -> None:
-    """Like :func:`expect_close` for a list of arrays (model parameters)."""
+def expect_params_close(
+    got,
+    want,
+    *,
+    what: str,
+    hint: str = "",
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    like: dict | None = None,
+    ratios: dict | None = None,
+) -> None:
+    """Like :func:`expect_close` for a list of arrays (model parameters); ``like`` maps names to lists of arrays.
+
+    A wrong answer that matches a ``like`` entry (or a ``ratios`` multiple) in every tensor is named as such.
+    """
     if not isinstance(got, list | tuple):
         raise CheckFailed(f"{what}: expected a list of {len(want)} arrays, got {type(got).__name__}")
     if len(got) != len(want):
         raise CheckFailed(f"{what}: expected a list of {len(want)} arrays, got {len(got)}")
+    shapes_ok = all(np.shape(g) == np.shape(w) for g, w in zip(got, want))
+    if shapes_ok and not all(
+        np.allclose(np.asarray(g, np.float64), np.asarray(w, np.float64), rtol=rtol, atol=atol, equal_nan=True)
+        for g, w in zip(got, want)
+    ):
+        flat_g = np.concatenate([np.asarray(g, np.float64).ravel() for g in got])
+        flat_w = np.concatenate([np.asarray(w, np.float64).ravel() for w in want])
+        flat_like = {k: np.concatenate([np.asarray(a, np.float64).ravel() for a in v]) for k, v in (like or {}).items()}
+        whole = summarize_mismatch(flat_g, flat_w, like=flat_like, ratios=ratios, atol=atol)
+        if "; yours is " in whole:
+            whole = whole[whole.index("; yours is ") + 2 :]
+        if whole.startswith(("yours looks like", "yours is ")):
+            raise CheckFailed(f"{what}: over all {len(want)} tensors, {whole}{f' Hint: {hint}' if hint else ''}")
     for i, (g, w) in enumerate(zip(got, want)):
         expect_close(g, w, what=f"{what}, tensor {i}", hint=hint, rtol=rtol, atol=atol)
 

@@ -92,6 +92,10 @@ def _t_q_range(answer):
                 "Hint: step = (max - min) / (2**bits - 1), t = (x - min) / step lies in [0, 2**bits - 1]"
             )
         expect_close(lo, x.min(), what=f"{bits} bits: lo", hint="lo is the tensor's minimum")
+        expect_close(step, (x.max() - x.min()) / top, what=f"{bits} bits: step", rtol=1e-5,
+                     like={"(max - min) / 2**bits: 2**bits levels have 2**bits - 1 gaps, so divide by 2**bits - 1":
+                           (x.max() - x.min()) / 2**bits},
+                     hint="step = (max - min) / (2**bits - 1)")
 
 
 def _t_q_error(answer):
@@ -239,7 +243,10 @@ def _t_ef_known(answer):
     sent, res = _sent_res(answer(d2, res.astype(np.float32), fraction=1 / 3), "round 2", (3,))
     expect_close(sent, [0.0, 0.8, 0.0], what="round 2: sent",
                  hint="select the top-k of delta + residual = [0.1, 0.8, -0.2], not of delta alone")
-    expect_close(res, [0.1, 0.0, -0.2], what="round 2: new residual")
+    expect_close(res, [0.1, 0.0, -0.2], what="round 2: new residual",
+                 like={"delta - sent: the new residual is (delta + residual) - sent, the old residual too":
+                       [0.1, -0.5, 0.0]},
+                 hint="new_residual = (delta + residual) - sent")
 
 
 def _t_ef_reference(answer):

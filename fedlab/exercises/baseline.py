@@ -156,17 +156,17 @@ def _t_std_known(answer):
 
 
 def _t_std_constant(answer):
-    x = np.array([[4.0, 1.0], [4.0, 2.0], [4.0, 6.0], [4.0, 3.0]])
-    what = "a constant first column [4, 4, 4, 4]"
+    x = np.array([[0.1, 1.0], [0.1, 2.0], [0.1, 6.0]])
+    what = "a constant first column [0.1, 0.1, 0.1] (its float std is ~1e-17, not exactly 0)"
     center, scale = _stats(answer, x, what)
     expect_close(
         scale[0] if np.ndim(scale) == 1 else scale,
         1.0,
         what=f"{what}: its scale",
         hint=f"a column with standard deviation below {STD_FLOOR:g} gets scale 1, "
-        "so that (x - center) / scale never divides by zero.",
+        f"so that (x - center) / scale never divides by zero; compare with {STD_FLOOR:g}, not with exactly 0.",
     )
-    expect_close(center, [4.0, 3.0], what=f"{what}: center")
+    expect_close(center, [0.1, 3.0], what=f"{what}: center")
 
 
 def _t_std_standardizes(answer):
@@ -223,11 +223,46 @@ def _train(answer, x, y, *, what, **hyper):
     return [np.asarray(p, dtype=np.float64) for p in got]
 
 
+def _train_variant(x, y, *, epochs, lr, batch_size, seed, mean=True, shuffle="each_epoch"):
+    """01.2's known wrong loops: the gradient summed over the batch, one shuffle for all epochs, or none."""
+    n, d = x.shape
+    gen = np.random.default_rng(seed)
+    w, b = models.init_params(models.logreg(d, 2), rng=gen)
+    w, b = w.astype(np.float64), b.astype(np.float64)
+    once = gen.permutation(n) if shuffle == "once" else None
+    for _ in range(epochs):
+        order = {"each_epoch": None, "once": once, "none": np.arange(n)}[shuffle]
+        order = gen.permutation(n) if order is None else order
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            z = x[idx] @ w.T + b
+            p = np.exp(z - z.max(axis=1, keepdims=True))
+            g = p / p.sum(axis=1, keepdims=True)
+            g[np.arange(len(idx)), y[idx]] -= 1.0
+            g = g / len(idx) if mean else g
+            w, b = w - lr * (g.T @ x[idx]), b - lr * g.sum(axis=0)
+    return [w, b]
+
+
 def _train_case(answer, *, n, d, data_seed, what, hint, **hyper):
     x, y = _toy(n, d, seed=data_seed)
     got = _train(answer, x, y, what=what, **hyper)
     want = reference_train_centralized(x, y, **hyper)
-    expect_params_close(got, want, what=what, hint=hint, rtol=1e-4, atol=1e-5)
+    xs, ys = x.astype(np.float64), y
+    like = {
+        "the gradient SUMMED over the batch: divide (p - onehot) by the batch size len(B)": _train_variant(
+            xs, ys, mean=False, **hyper
+        ),
+        "one shuffle for all epochs: draw order = gen.permutation(n) at the start of EVERY epoch": _train_variant(
+            xs, ys, shuffle="once", **hyper
+        ),
+        "batches in the rows' own order: shuffle with order = gen.permutation(n) each epoch": _train_variant(
+            xs, ys, shuffle="none", **hyper
+        ),
+    }
+    if hyper["batch_size"] >= n:  # one batch: shuffling does not change the step
+        like = dict(list(like.items())[:1])
+    expect_params_close(got, want, what=what, hint=hint, rtol=1e-4, atol=1e-5, like=like)
     return x, y, got
 
 
@@ -353,8 +388,16 @@ def _t_group_known(answer):
     y_true = np.array([1, 0, 1, 1, 0, 0, 1, 0])
     y_pred = np.array([1, 0, 0, 1, 1, 0, 1, 1])
     group = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    got = answer(y_true, y_pred, group)
+    overall = float(np.mean(y_true == y_pred))
+    if isinstance(got, Mapping) and got and all(np.isclose(float(v), overall) for v in got.values()):
+        raise CheckFailed(
+            f"8 rows in groups [0, 0, 0, 1, 1, 2, 2, 2]: every group got the overall accuracy {overall:g}. "
+            "Hint: compute each group's accuracy on its own rows only: "
+            "mean(y_pred[m] == y_true[m]) with m = group == g."
+        )
     _expect_groups(
-        answer(y_true, y_pred, group),
+        got,
         reference_accuracy_by_group(y_true, y_pred, group),
         what="8 rows in groups [0, 0, 0, 1, 1, 2, 2, 2]",
         hint="group 0 has 3 rows of which 2 are right: 2/3. Divide by the size of the group, not by all rows.",
@@ -435,6 +478,11 @@ def _t_unique_known(answer):
         _unique(answer, _TABLE, cols, what),
         3 / 7,
         what=what,
+        like={
+            "the share computed on ALL the table's columns: use only the columns named in `columns`": (
+                reference_unique_fraction(_TABLE, list(_TABLE))
+            ),
+        },
         hint="combine only the given columns, then count the PEOPLE whose combination occurs exactly once "
         "(here 3 of 7: (0,0), (0,1) and (2,1)), not the number of distinct combinations (5); "
         "divide by the number of people.",

@@ -12,6 +12,8 @@ Each test compares the learner's answer with the reference in
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from fedlab import fedavg, models, seeding
 from fedlab import params as P
@@ -37,6 +39,26 @@ def _as_output(out, what):
 # ---- 02.1 client_update -------------------------------------------------------------------
 
 
+def sgd_slip(spec, params, x, y, *, orders, batch_size, lr, mu=0.0, zero_grad=False):
+    """Local SGD as a learner may get it wrong: by default without ``zero_grad`` (the most common PyTorch slip:
+    each step applies the sum of all gradients so far); any ``mu``, of either sign (the proximal term's sign).
+    """
+    module = models.build(spec, params)
+    anchor = [torch.as_tensor(p) for p in params]
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y, dtype=torch.long)
+    b = len(y) if batch_size is None else batch_size
+    for order in orders:
+        for s in range(0, len(y), b):
+            idx = torch.as_tensor(order[s : s + b])
+            if zero_grad:
+                module.zero_grad()
+            F.cross_entropy(module(xt[idx]), yt[idx]).backward()
+            with torch.no_grad():
+                for p, p0 in zip(module.parameters(), anchor):
+                    p -= lr * (p.grad + mu * (p - p0))
+    return P.subtract(models.get_params(module), params)
+
+
 def _client_case(answer, *, spec, n, batch_size, epochs, lr, seed, what):
     x, y = _toy(n, d=spec.in_features, classes=spec.num_classes, seed=seed)
     params = models.init_params(spec, rng=seed)
@@ -47,12 +69,26 @@ def _client_case(answer, *, spec, n, batch_size, epochs, lr, seed, what):
     if not P.allclose(params, before, atol=0, rtol=0):
         raise CheckFailed(f"{what}: your function changed the global params it was given; work on a copy")
     expect_equal(got.num_examples, n, what=f"{what}: num_examples", hint="the client's number of training examples")
+    like = {
+        "the new parameters, not the delta: return new - received": P.add(params, want.delta),
+        "the gradients accumulate across steps: call model.zero_grad() before each loss.backward()": (
+            sgd_slip(spec, params, x, y, orders=orders, batch_size=batch_size, lr=lr)
+        ),
+    }
+    if batch_size is None:
+        key = "batch size 1: batch_size=None means ONE batch of all the client's examples (FedSGD), b = len(y)"
+        like[key] = fedavg.local_sgd(spec, params, x, y, orders=orders, batch_size=1, lr=lr).delta
     expect_params_close(
         got.delta,
         want.delta,
         what=f"{what}: delta",
         atol=1e-5,
         rtol=1e-4,
+        like=like,
+        ratios={
+            -1.0: "new - old, not old - new",
+            2.0: "gradients accumulate across steps? call zero_grad",
+        },
         hint="delta = new params - received params; each step uses the mean loss over the batch "
         "orders[e][s:s + batch_size] and w <- w - lr * grad",
     )
@@ -128,6 +164,13 @@ def _t_agg_known(answer):
         got,
         [np.array([2.5])],
         what="two clients with 1 and 3 examples, deltas [1.] and [3.]",
+        like={
+            "the plain (unweighted) mean of the deltas": [np.array([2.0])],
+            "the weighted sum divided by the number of clients: divide by the total number of examples": [
+                np.array([5.0])
+            ],
+            "the weighted sum without dividing: divide by the total number of examples": [np.array([10.0])],
+        },
         hint="weight each delta by its client's num_examples: (1*1 + 3*3) / 4 = 2.5, not (1 + 3) / 2",
     )
 
@@ -169,15 +212,28 @@ def _t_agg_scale(answer):
 # ---- 02.3 fedavg_round --------------------------------------------------------------------
 
 
-def reference_round(spec, params, clients, *, fraction, epochs, batch_size, lr, rng):
-    """The reference for 02.3 (the protocol the exercise describes)."""
+def _round_outputs(spec, params, clients, *, fraction, epochs, batch_size, lr, rng):
     gen = seeding.as_generator(rng)
     chosen = fedavg.sample_clients(len(clients), fraction=fraction, rng=gen)
-    outs = [
+    return [
         fedavg.client_update(spec, params, *clients[k], epochs=epochs, batch_size=batch_size, lr=lr, rng=gen)
         for k in chosen
     ]
+
+
+def reference_round(spec, params, clients, *, fraction, epochs, batch_size, lr, rng):
+    """The reference for 02.3 (the protocol the exercise describes)."""
+    hyper = dict(fraction=fraction, epochs=epochs, batch_size=batch_size, lr=lr, rng=rng)
+    outs = _round_outputs(spec, params, clients, **hyper)
     return fedavg.server_update(fedavg.ServerState(params), fedavg.aggregate(outs)).params
+
+
+def _unweighted_round(spec, params, clients, *, fraction, epochs, batch_size, lr, rng):
+    """02.3 with the plain mean of the deltas (every client counts the same)."""
+    hyper = dict(fraction=fraction, epochs=epochs, batch_size=batch_size, lr=lr, rng=rng)
+    outs = _round_outputs(spec, params, clients, **hyper)
+    mean = [np.mean([np.asarray(o.delta[i], np.float64) for o in outs], axis=0) for i in range(len(params))]
+    return P.add(params, mean)
 
 
 def _round_case(answer, *, sizes, fraction, epochs, batch_size, lr, seed, what):
@@ -204,12 +260,22 @@ def _round_case(answer, *, sizes, fraction, epochs, batch_size, lr, seed, what):
         lr=lr,
         rng=np.random.default_rng(seed),
     )
+    avg = P.subtract(want, params)
+    like = {
+        "the average delta, not params + delta: return P.add(params, aggregate(outputs))": avg,
+        "params - delta: the delta is already new - old, so add it": P.subtract(params, avg),
+        "the unweighted mean of the deltas: aggregate by example count (fedavg.aggregate)": _unweighted_round(
+            spec, params, clients, fraction=fraction, epochs=epochs, batch_size=batch_size, lr=lr,
+            rng=np.random.default_rng(seed)
+        ),
+    }
     expect_params_close(
         got,
         want,
         what=what,
         atol=1e-5,
         rtol=1e-4,
+        like=like,
         hint="sample with fedavg.sample_clients(..., rng=rng), then call fedavg.client_update(..., "
         "rng=rng) for each chosen client in order, aggregate by example count, add the average delta",
     )
@@ -258,11 +324,18 @@ def _t_round_fedsgd(answer):
 
 
 def _t_target_basic(answer):
+    acc, target = [0.5, 0.95, 0.8, 0.97, 0.99], 0.95
+    got = answer(acc, target)
+    slips = {
+        1: "rounds are numbered from 1: return i + 1 for the list index i",
+        4: "reaching the target exactly counts: compare with >=, not >",
+        5: "the FIRST round at or above the target counts; return as soon as you find it, not the last one",
+    }
     expect_equal(
-        answer([0.5, 0.8, 0.95, 0.97], 0.95),
-        3,
-        what="accuracies [0.5, 0.8, 0.95, 0.97], target 0.95",
-        hint="rounds are numbered from 1, and reaching the target exactly counts",
+        got,
+        2,
+        what=f"accuracies {acc}, target {target}",
+        hint=slips.get(got, "the first round (numbered from 1) whose accuracy is >= the target"),
     )
 
 
@@ -291,8 +364,8 @@ register(
         (
             Test("logreg_one_epoch", _t_client_basic),
             Test("mlp_three_epochs", _t_client_epochs),
-            Test("full_batch", _t_client_full_batch, in_check=False),
-            Test("uneven_last_batch", _t_client_uneven, in_check=False),
+            Test("full_batch", _t_client_full_batch),
+            Test("uneven_last_batch", _t_client_uneven),
         ),
         hint="build the model with models.build(spec, params), then for each epoch walk through orders[e] in "
         "slices of batch_size; delta is new minus received parameters",
@@ -317,7 +390,7 @@ register(
         (
             Test("all_clients", _t_round_all),
             Test("sampled_clients", _t_round_sampled),
-            Test("fedsgd_round", _t_round_fedsgd, in_check=False),
+            Test("fedsgd_round", _t_round_fedsgd),
         ),
     ),
     Exercise(
@@ -333,4 +406,4 @@ register(
     ),
 )
 
-__all__ = ["reference_round", "expect_close"]
+__all__ = ["reference_round", "sgd_slip", "expect_close"]

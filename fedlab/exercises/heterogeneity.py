@@ -21,6 +21,7 @@ import numpy as np
 from fedlab import fairness, fedavg, models, partition, server_opt
 from fedlab import params as P
 from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_equal, expect_params_close, register
+from fedlab.exercises.fedavg import sgd_slip
 
 # ---- 03.1 dirichlet_split -----------------------------------------------------------------
 
@@ -54,6 +55,12 @@ def _t_dir_cover(answer):
     y = _labels()
     for alpha in (0.1, 1.0, 100.0):
         parts = _parts_of(answer, y, num_clients=10, alpha=alpha, rng=0, what=f"alpha={alpha}, 10 clients")
+        unsorted = [k for k, part in enumerate(parts) if np.any(np.diff(np.asarray(part)) < 0)]
+        if unsorted:
+            raise CheckFailed(
+                f"alpha={alpha}: client {unsorted[0]}'s indices are not sorted ({len(unsorted)} of {len(parts)} "
+                "clients). Hint: return np.sort(np.concatenate(pieces)) for each client, as the docstring says"
+            )
         got = np.sort(np.concatenate(parts))
         if got.size != y.size or not np.array_equal(got, np.arange(y.size)):
             dup = got.size - np.unique(got).size
@@ -128,6 +135,8 @@ def _t_group_known(answer):
     got = answer(np.array([1, 0, 1, 1, 0, 0]), np.array([1, 0, 0, 1, 1, 0]), np.array([0, 0, 1, 1, 2, 2]),
                  num_groups=3)
     expect_close(got, [1.0, 0.5, 0.5], what="6 rows in groups [0, 0, 1, 1, 2, 2]",
+                 like={"each group's right answers divided by ALL rows, not by the group's own number of rows":
+                       [2 / 6, 1 / 6, 1 / 6]},
                  hint="for each group g: mean of (y_pred == y_true) over the rows with groups == g")
 
 
@@ -179,8 +188,19 @@ def _prox_case(answer, *, spec, n, batch_size, epochs, lr, mu, seed, what):
     if not P.allclose(params, before, atol=0, rtol=0):
         raise CheckFailed(f"{what}: your function changed the global params it was given; work on a copy")
     expect_equal(got.num_examples, n, what=f"{what}: num_examples")
+    slips = {
+        "the gradients accumulate across steps: call model.zero_grad() before each loss.backward()": (
+            sgd_slip(spec, params, x, y, orders=orders, batch_size=batch_size, lr=lr, mu=mu)
+        ),
+        "the proximal term with the wrong sign: add + mu * (w - w_global) to the gradient": sgd_slip(
+            spec, params, x, y, orders=orders, batch_size=batch_size, lr=lr, mu=-mu, zero_grad=True
+        ),
+        "plain FedAvg: the proximal term mu * (w - w_global) is missing": fedavg.local_sgd(
+            spec, params, x, y, orders=orders, batch_size=batch_size, lr=lr
+        ).delta,
+    }
     expect_params_close(
-        got.delta, want.delta, what=f"{what}: delta", atol=1e-5, rtol=1e-4,
+        got.delta, want.delta, what=f"{what}: delta", atol=1e-5, rtol=1e-4, like=slips,
         hint="each step: w <- w - lr * (grad + mu * (w - w_global)), where w_global are the params received "
         "(kept fixed for the whole client update), and grad is of the mean loss over the batch",
     )
@@ -311,10 +331,10 @@ register(
             Test("logreg_mu_half", _t_prox_logreg),
             Test("mlp_mu_one", _t_prox_mlp),
             Test("mu_zero_is_fedavg", _t_prox_mu0, in_check=False),
-            Test("full_batch", _t_prox_full_batch, in_check=False),
+            Test("full_batch", _t_prox_full_batch),
             Test("larger_mu_smaller_delta", _t_prox_shrinks, in_check=False),
         ),
-        hint="your client_update of exercise 2.1 with one change in the step: add mu * (w - w_global) to the gradient",
+        hint="your client_update of exercise 02.1 with one change in the step: add mu * (w - w_global) to the gradient",
     ),
     Exercise(
         "03.4",
