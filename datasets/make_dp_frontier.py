@@ -37,7 +37,7 @@ def main() -> int:
         for a, i, j, k in [(0, 0, 2, 2), (1, 7, 1, 1), (2, 9, 3, 3)]:
             cell = F.run_cell(cfg, seed=cfg["seeds"][a], noise_multiplier=cfg["noise_multiplier"][i],
                               clip_norm=cfg["clip_norm"][j], sampling_rate=cfg["sampling_rate"][k])
-            same = cell["accuracy"] == grid["accuracy"][a][i][j][k] and cell["mia_auc"] == grid["mia_auc"][a][i][j][k]
+            same = all(cell[key] == grid[key][a][i][j][k] for key in ("accuracy", "mia_auc", "mia_tpr"))
             bad += not same
             print(f"seed {cfg['seeds'][a]} z {cfg['noise_multiplier'][i]} S {cfg['clip_norm'][j]} "
                   f"q {cfg['sampling_rate'][k]}: {'same' if same else 'DIFFERENT'}")

@@ -53,7 +53,7 @@ import itertools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -752,6 +752,11 @@ class MembershipResult:
         The false-positive rate ``tpr_at_fpr`` is measured at.
     num_members, num_nonmembers
         Sizes of the two groups.
+    tpr_at
+        ``{fpr: tpr}`` at the low false-positive rates of Carlini et al.
+        (2022), :data:`fedlab.metrics.LOW_FPRS` (0.1 % and 1 %) by default;
+        ``nan`` where the FPR is below :attr:`smallest_fpr` (too few
+        non-members to measure it, see :func:`fedlab.metrics.low_fpr_report`).
 
     """
 
@@ -761,9 +766,29 @@ class MembershipResult:
     fpr: float
     num_members: int
     num_nonmembers: int
+    tpr_at: dict = field(default_factory=dict, hash=False, compare=True)
+
+    @property
+    def smallest_fpr(self) -> float:
+        """``1 / num_nonmembers``: the lowest non-zero false-positive rate these non-members can measure."""
+        return metrics.smallest_fpr(self.num_nonmembers)
+
+    def describe(self) -> str:
+        """One line as the field reports it: AUC, TPR at each low FPR, and the smallest measurable FPR."""
+        parts = [
+            f"TPR {'not measurable' if math.isnan(t) else f'{100 * t:.1f} %'} at {100 * f:g} % FPR"
+            for f, t in self.tpr_at.items()
+        ]
+        return (
+            f"AUC {self.auc:.3f}; " + "; ".join(parts)
+            + f" ({self.num_members:,} members, {self.num_nonmembers:,} non-members: "
+            f"smallest measurable FPR {100 * self.smallest_fpr:.3g} %)"
+        )
 
 
-def loss_threshold_attack(member_losses, nonmember_losses, *, fpr: float = 0.01) -> MembershipResult:
+def loss_threshold_attack(
+    member_losses, nonmember_losses, *, fpr: float = 0.01, low_fprs=metrics.LOW_FPRS
+) -> MembershipResult:
     """The loss-threshold membership attack of Yeom et al. (2018).
 
     "An example is a member when the model's loss on it is low": the score is
@@ -779,6 +804,9 @@ def loss_threshold_attack(member_losses, nonmember_losses, *, fpr: float = 0.01)
         ``[k]`` per-example losses on examples the model never saw.
     fpr
         The low false-positive rate at which to report the TPR.
+    low_fprs
+        The false-positive rates of :attr:`MembershipResult.tpr_at` (default
+        0.1 % and 1 %, as Carlini et al. 2022 report).
 
     Returns
     -------
@@ -799,6 +827,7 @@ def loss_threshold_attack(member_losses, nonmember_losses, *, fpr: float = 0.01)
         fpr=float(fpr),
         num_members=int(a.size),
         num_nonmembers=int(b.size),
+        tpr_at=metrics.low_fpr_report(labels, scores, fprs=low_fprs)["tpr_at"],
     )
 
 
@@ -808,14 +837,19 @@ def summarize(results: Sequence[MembershipResult]) -> dict[str, tuple[float, flo
     Returns
     -------
     dict
-        ``{"auc": (mean, std), "advantage": ..., "tpr_at_fpr": ...}``; the std
-        is 0 for a single run.
+        ``{"auc": (mean, std), "advantage": ..., "tpr_at_fpr": ...}``, and
+        ``"tpr_at_<fpr>"`` (e.g. ``"tpr_at_0.001"``) for each low FPR the
+        first run's :attr:`MembershipResult.tpr_at` has; the std is 0 for a
+        single run, and a figure is ``nan`` if any run could not measure it.
 
     """
     if len(results) == 0:
         raise ValueError("results is empty: summarize needs at least one MembershipResult")
+    columns = {name: [getattr(r, name) for r in results] for name in ("auc", "advantage", "tpr_at_fpr")}
+    for f in results[0].tpr_at:
+        columns[f"tpr_at_{f:g}"] = [r.tpr_at.get(f, math.nan) for r in results]
     out = {}
-    for name in ("auc", "advantage", "tpr_at_fpr"):
-        v = np.array([getattr(r, name) for r in results], dtype=np.float64)
+    for name, vals in columns.items():
+        v = np.array(vals, dtype=np.float64)
         out[name] = (float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0)
     return out

@@ -22,7 +22,14 @@ non-members:
   Yeom et al. (2018) at the best threshold;
 - :func:`tpr_at_fpr`, the true-positive rate at a low false-positive rate, the
   figure Carlini et al. (2022) argue matters ("does the attack confidently
-  identify *some* members?").
+  identify *some* members?");
+- :func:`low_fpr_report`, the way that paper reports an attack: TPR at 0.1 %
+  and 1 % FPR beside the AUC. With ``n0`` non-members the smallest FPR a
+  threshold can have above zero is ``1 / n0`` (:func:`smallest_fpr`); a TPR
+  asked for at an FPR below it is not measured, and is reported as ``nan``
+  (never silently as the TPR at FPR 0). At an FPR just above ``1 / n0`` the
+  figure rests on a handful of non-members' scores, hence the paper's advice
+  of >= 10,000 non-members for 0.1 %.
 
 This module imports only numpy.
 """
@@ -221,3 +228,47 @@ def tpr_at_fpr(labels, scores, *, fpr: float = 0.01) -> float:
     target = validate.fraction("fpr", fpr, include_zero=True)
     f, t, _ = roc_curve(labels, scores)
     return float(t[f <= target + 1e-12].max())
+
+
+LOW_FPRS = (0.001, 0.01)
+"""The false-positive rates Carlini et al. (2022) report membership attacks at: 0.1 % and 1 %."""
+
+
+def smallest_fpr(num_nonmembers: int) -> float:
+    """``1 / num_nonmembers``: the smallest non-zero false-positive rate ``num_nonmembers`` can measure."""
+    if isinstance(num_nonmembers, bool) or not isinstance(num_nonmembers, int | np.integer) or num_nonmembers < 1:
+        raise ValueError(f"num_nonmembers={num_nonmembers!r}: must be an integer >= 1")
+    return 1.0 / int(num_nonmembers)
+
+
+def low_fpr_report(labels, scores, *, fprs=LOW_FPRS) -> dict:
+    """AUC and TPR at low false-positive rates, as Carlini et al. (2022) report an attack.
+
+    Parameters
+    ----------
+    labels, scores
+        As for :func:`roc_curve` (1 = member; higher score = "more likely a member").
+    fprs
+        The false-positive rates, each in (0, 1] (default :data:`LOW_FPRS`).
+
+    Returns
+    -------
+    dict
+        ``{"auc": float, "tpr_at": {fpr: tpr}, "smallest_fpr": 1 / n0,
+        "num_members": n1, "num_nonmembers": n0}``. ``tpr_at[f]`` is
+        :func:`tpr_at_fpr` at ``f``, or ``nan`` when ``f < 1 / n0``: with
+        ``n0`` non-members no threshold has an FPR in ``(0, 1 / n0)``, so such
+        a TPR is not measured (and reporting the TPR at FPR 0 in its place
+        would quietly change the question).
+
+    """
+    y, _ = _scores(labels, scores)
+    fs = tuple(validate.fraction("fprs", f) for f in (fprs if isinstance(fprs, list | tuple) else [fprs]))
+    if not fs:
+        raise ValueError("fprs is empty: give at least one false-positive rate")
+    n0, n1 = int((~y).sum()), int(y.sum())
+    low = smallest_fpr(n0)
+    f, t, _ = roc_curve(labels, scores)
+    tpr_at = {fr: (float(t[f <= fr + 1e-12].max()) if fr >= low - 1e-12 else math.nan) for fr in fs}
+    return {"auc": roc_auc(labels, scores), "tpr_at": tpr_at, "smallest_fpr": low, "num_members": n1,
+            "num_nonmembers": n0}  # fmt: skip

@@ -1,12 +1,14 @@
 """fedlab.attacks: known answers (the analytic attack is exact, iDLG labels are right), the paper-level
 reconstructions (above 30 dB for a single digit through the sigmoid MLP and CNN), oracle tests and errors."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from fedlab import attacks, data, defences, fedavg, models
+from fedlab import attacks, data, defences, fedavg, metrics, models
 
 SIG_MLP = models.mlp(64, (32,), 10, activation="sigmoid")
 SIG_CNN = models.cnn(64, (8, 16), 10, activation="sigmoid")
@@ -302,3 +304,23 @@ def test_membership_attack_separates_an_overfitted_model(digits):
         attacks.per_example_loss(spec, params, x_all[nonmembers], y_all[nonmembers]),
     )
     assert r.auc > 0.7 and r.advantage > 0.3
+
+
+def test_membership_result_reports_tpr_at_low_fpr():
+    """Issue 16.3: TPR at 0.1 % and 1 % FPR beside the AUC, nan where too few non-members measure it."""
+    rng = np.random.default_rng(0)
+    lm, ln = rng.exponential(0.5, size=500), rng.exponential(1.0, size=2000)
+    r = attacks.loss_threshold_attack(lm, ln)
+    assert set(r.tpr_at) == {0.001, 0.01} and r.smallest_fpr == 1 / 2000
+    labels, scores = np.r_[np.ones(500, int), np.zeros(2000, int)], -np.r_[lm, ln]
+    for f, t in r.tpr_at.items():
+        assert t == metrics.tpr_at_fpr(labels, scores, fpr=f)
+    assert r.tpr_at[0.01] == r.tpr_at_fpr
+    few = attacks.loss_threshold_attack(lm, ln[:300])  # smallest FPR 1/300: 0.1 % is not measurable
+    assert math.isnan(few.tpr_at[0.001]) and not math.isnan(few.tpr_at[0.01])
+    text = few.describe()
+    assert "not measurable at 0.1 % FPR" in text and "smallest measurable FPR 0.333 %" in text
+    s = attacks.summarize([r, r])
+    assert s["tpr_at_0.01"] == (r.tpr_at[0.01], 0.0) and s["tpr_at_0.001"] == (r.tpr_at[0.001], 0.0)
+    assert math.isnan(attacks.summarize([few])["tpr_at_0.001"][0])
+    assert attacks.loss_threshold_attack(lm, ln, low_fprs=(0.05,)).tpr_at.keys() == {0.05}

@@ -47,6 +47,10 @@ def test_shipped_grid_matches_its_checksum_datasheet_and_config():
     assert grid.accuracy.shape == (3, 12, 4, 4, 5) and grid.mia_auc.shape == grid.accuracy.shape
     assert np.all((grid.accuracy >= 0) & (grid.accuracy <= 1)) and np.all((grid.mia_auc >= 0) & (grid.mia_auc <= 1))
     assert F.grid_bytes(json.loads(raw)) == raw  # the file is in canonical form
+    # issue 16.3: the attack is also reported at 0.1 % and 1 % FPR (Carlini et al. 2022)
+    assert grid.mia_fprs == (0.001, 0.01) and grid.mia_tpr.shape == (*grid.accuracy.shape, 2)
+    assert np.all((grid.mia_tpr >= 0) & (grid.mia_tpr <= 1)) and np.all(grid.mia_tpr[..., 0] <= grid.mia_tpr[..., 1])
+    assert grid.num_nonmembers == 1597 and 1 / grid.num_nonmembers <= min(grid.mia_fprs)  # both FPRs measurable
 
 
 def test_one_cell_of_the_grid_is_reproduced_by_its_code():
@@ -57,6 +61,7 @@ def test_one_cell_of_the_grid_is_reproduced_by_its_code():
     # across machines float32 training is not bit-identical: see data.GRID_REPRODUCE_ATOL (0.0031 was seen)
     np.testing.assert_allclose(cell["accuracy"], grid.accuracy[1, i, j, k], atol=data.GRID_REPRODUCE_ATOL)
     np.testing.assert_allclose(cell["mia_auc"], grid.mia_auc[1, i, j, k], atol=data.GRID_REPRODUCE_ATOL)
+    np.testing.assert_allclose(cell["mia_tpr"], grid.mia_tpr[1, i, j, k], atol=F.TPR_REPRODUCE_ATOL)
     again = F.run_cell(grid.config, seed=1, noise_multiplier=grid.noise_multipliers[i], clip_norm=grid.clip_norms[j],
                        sampling_rate=grid.sampling_rates[k])  # fmt: skip
     assert again == cell  # on one machine: exactly repeatable
@@ -69,6 +74,11 @@ def test_the_grid_shows_the_trade_off():
     assert acc[0] > 0.85 and acc[-1] < acc[0] - 0.2  # no noise vs z = 5
     auc = g.mia_auc[:, :, j, k, r].mean(0)
     assert auc[0] > 0.53 and abs(auc[-1] - 0.5) < abs(auc[0] - 0.5)
+    # at 1 % FPR the attack is near guessing (TPR = FPR) even without noise: its AUC above 0.5 comes from many
+    # members a little more likely, not from confidently identified ones (what lesson 08 says)
+    tpr = g.mia_tpr[:, :, j, k, r]
+    assert tpr[..., 1].mean(0)[0] < 0.03 and tpr[..., 0].mean(0)[0] < 0.01
+    assert tpr[..., 1].max() <= 0.05  # nowhere on the grid does it find many members at 1 % FPR
 
 
 def test_bad_grid_file_is_refused(tmp_path):
@@ -79,6 +89,11 @@ def test_bad_grid_file_is_refused(tmp_path):
     bad.write_bytes(F.grid_bytes(obj))
     with pytest.raises(ValueError, match="accuracy has shape"):
         F.load_grid(bad)
+    old = json.loads(F.grid_path().read_bytes())
+    del old["mia_tpr"]  # a grid made before issue 16.3
+    bad.write_bytes(F.grid_bytes(old))
+    with pytest.raises(ValueError, match="no mia_tpr"):
+        F.load_grid(bad, check_sha256=False)
     with pytest.raises(FileNotFoundError, match="make_dp_frontier"):
         F.load_grid(tmp_path / "missing.json")
 
@@ -97,7 +112,7 @@ def test_initial_view(widget):
     s = widget.settings()
     want = dp.epsilon(q=s.sampling_rate, noise_multiplier=s.noise_multiplier, steps=s.rounds, delta=1e-5)
     assert float(_eps_text(widget)) == pytest.approx(want, abs=0.006)
-    for word in ("accuracy", "membership AUC", "PSNR"):
+    for word in ("accuracy", "membership AUC", "PSNR", "at 0.1 % FPR</b>", "at 1 % FPR</b>", "0.0626 %"):
         assert word in widget.readout.value
 
 
@@ -138,6 +153,9 @@ def test_point_numbers_are_the_grid_means(model):
     i, j, k, r = model.grid.index(**dataclasses.asdict(s))
     assert pt.accuracy == pytest.approx(model.grid.accuracy[:, i, j, k, r].mean())
     assert pt.mia_auc_std == pytest.approx(model.grid.mia_auc[:, i, j, k, r].std(ddof=1))
+    assert pt.mia_tpr == {f: pytest.approx(model.grid.mia_tpr[:, i, j, k, r, n].mean()) for n, f in
+                          enumerate((0.001, 0.01))}  # fmt: skip
+    assert pt.smallest_fpr == pytest.approx(1 / 1597)
     assert pt.expected_clients == pytest.approx(10.0)
     assert pt.noise_std == pytest.approx(0.5 * 0.3 / 10)
     assert pt.epsilon == pytest.approx(dp.epsilon(q=0.05, noise_multiplier=0.5, steps=100, delta=1e-5), rel=1e-9)

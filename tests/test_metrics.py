@@ -144,3 +144,81 @@ def test_roc_rejects_bad_input(labels, scores, match):
 def test_tpr_at_fpr_rejects_bad_fpr():
     with pytest.raises(ValueError, match="fpr=1.5"):
         metrics.tpr_at_fpr([1, 0], [1.0, 0.0], fpr=1.5)
+
+
+# ---- low-FPR report (issue 16.3: Carlini et al. 2022) -------------------------------------------
+
+
+def test_low_fpr_report_known_answers():
+    # 4 members scored 10, 9, 8, 0.9955; 1,000 non-members scored 0.001, 0.002, .., 1.000
+    y = np.r_[np.ones(4, int), np.zeros(1000, int)]
+    s = np.r_[10.0, 9.0, 8.0, 0.9955, np.arange(1, 1001) / 1000]
+    r = metrics.low_fpr_report(y, s)
+    assert r["smallest_fpr"] == 0.001 and (r["num_members"], r["num_nonmembers"]) == (4, 1000)
+    # 0.1 %: one false positive allowed (the 1.000), threshold 1.0 -> 3 of 4 members;
+    # 1 %: ten allowed (0.991 .. 1.000), threshold 0.991 -> the fourth member (0.9955) too
+    assert r["tpr_at"] == {0.001: 0.75, 0.01: 1.0}
+    assert r["auc"] == pytest.approx(metrics.roc_auc(y, s))
+    # with 999 non-members 0.1 % is not measurable (1/999 > 0.001): nan, not the TPR at FPR 0 (0.75)
+    r2 = metrics.low_fpr_report(y[:-1], s[:-1])
+    assert math.isnan(r2["tpr_at"][0.001]) and r2["tpr_at"][0.01] == 1.0
+    assert r2["smallest_fpr"] == pytest.approx(1 / 999)
+    assert metrics.low_fpr_report(y[:-1], s[:-1], fprs=[1 / 999])["tpr_at"] == {1 / 999: 0.75}  # exactly 1/n0: ok
+
+
+def test_low_fpr_report_rejects_bad_input():
+    with pytest.raises(ValueError, match="fprs=0"):
+        metrics.low_fpr_report([1, 0], [1.0, 0.0], fprs=(0, 0.01))
+    with pytest.raises(ValueError, match="fprs is empty"):
+        metrics.low_fpr_report([1, 0], [1.0, 0.0], fprs=())
+    with pytest.raises(ValueError, match="need both"):
+        metrics.low_fpr_report([1, 1], [1.0, 0.0])
+    with pytest.raises(ValueError, match="num_nonmembers=0"):
+        metrics.smallest_fpr(0)
+
+
+def _tpr_at_fpr_loop(y, s, fpr):
+    """Plain loop: try every threshold t (member if score >= t); best TPR among those with FPR <= fpr."""
+    best = 0.0
+    for t in np.unique(s):
+        pred = s >= t
+        f = np.sum(pred & (y == 0)) / np.sum(y == 0)
+        if f <= fpr + 1e-12:
+            best = max(best, np.sum(pred & (y == 1)) / np.sum(y == 1))
+    return best
+
+
+@pytest.mark.parametrize("seed,levels", [(0, None), (1, None), (2, 7)])
+def test_low_fpr_report_matches_sklearn_and_a_loop(seed, levels):
+    rng = np.random.default_rng(seed)
+    n1, n0 = 300, 2000
+    y = np.r_[np.ones(n1, int), np.zeros(n0, int)]
+    s = np.r_[rng.normal(0.5, 1, n1), rng.normal(0, 1, n0)]
+    if levels is not None:
+        s = np.round(s * levels) / levels  # ties
+    r = metrics.low_fpr_report(y, s, fprs=(0.001, 0.005, 0.01, 0.1))
+    sk_f, sk_t, _ = sk_roc_curve(y, s, drop_intermediate=False)
+    for fpr, tpr in r["tpr_at"].items():
+        assert tpr == pytest.approx(sk_t[sk_f <= fpr].max(), abs=1e-12)
+        assert tpr == pytest.approx(_tpr_at_fpr_loop(y, s, fpr), abs=1e-12)
+    assert r["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n1=st.integers(1, 40), n0=st.integers(1, 400), seed=st.integers(0, 2**31 - 1),
+    fprs=st.lists(st.floats(1e-4, 1.0), min_size=1, max_size=4),
+)  # fmt: skip
+def test_low_fpr_report_properties(n1, n0, seed, fprs):
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.ones(n1, int), np.zeros(n0, int)]
+    s = rng.integers(0, 20, n1 + n0).astype(float)
+    r = metrics.low_fpr_report(y, s, fprs=fprs)
+    assert r["smallest_fpr"] == pytest.approx(1 / n0)
+    for fpr, tpr in r["tpr_at"].items():
+        if fpr < 1 / n0 - 1e-12:
+            assert math.isnan(tpr)  # not measurable with n0 non-members
+        else:
+            assert tpr == metrics.tpr_at_fpr(y, s, fpr=fpr) and 0 <= tpr <= 1
+    got = sorted((f, t) for f, t in r["tpr_at"].items() if not math.isnan(t))
+    assert all(a[1] <= b[1] for a, b in zip(got, got[1:]))  # TPR never falls as the allowed FPR grows

@@ -6,8 +6,9 @@ Move the **noise multiplier** ``z``, the **clipping norm** ``S``, the
 
 - the privacy guarantee ``epsilon`` at ``delta`` (computed live by the
   course's own accountant, :func:`fedlab.dp.epsilon`: a few milliseconds);
-- the test **accuracy** and the **membership-inference AUC** (the
-  loss-threshold attack of lesson 05) of the model those settings train, read
+- the test **accuracy**, the **membership-inference AUC** (the
+  loss-threshold attack of lesson 05) and that attack's **TPR at 0.1 % and
+  1 % FPR** (as Carlini et al. 2022 report) of the model those settings train, read
   from a grid precomputed by :func:`make_grid` (``datasets/dp_frontier.json``,
   see its datasheet ``datasets/dp_frontier.md``), as the mean over seeds, with
   a chart of both against ``epsilon`` for the other settings fixed;
@@ -52,7 +53,7 @@ from fedlab import attacks, data, dp, models
 from fedlab.widgets import leakage
 
 GRID_FILE = "dp_frontier.json"
-GRID_SHA256 = "7f673d1de2a8a0e21f5e1b01f811549e2b1c9ea4780df7c099ba94fa89ed8f4f"
+GRID_SHA256 = "7c9ba3f4e41785c031254cd365ec5baafae38673cd1afbf63fa76800ed48c271"
 """sha256 of the shipped ``datasets/dp_frontier.json`` (checked on load, like :mod:`fedlab.data`)."""
 
 GRID_CONFIG: dict = {
@@ -70,11 +71,22 @@ GRID_CONFIG: dict = {
     "clip_norm": [0.1, 0.3, 1.0, 3.0],
     "sampling_rate": [0.02, 0.05, 0.1, 0.2],
     "rounds": [25, 50, 100, 200, 400],
+    "mia_fprs": [0.001, 0.01],
 }
 """What :func:`make_grid` trains: for every seed, noise multiplier, clipping norm and sampling rate, one
 DP-FedAvg run of ``max(rounds)`` rounds, measured after each number of ``rounds``. Seed ``s`` draws the
 200 members (one digit per user) from a permutation of the 1,797 digits; the other 1,597 digits are
-the non-members and the test set."""
+the non-members and the test set. The membership attack's TPR is measured at each of ``mia_fprs``
+(0.1 % and 1 %): the digits have too few images for the 10,000 non-members Carlini et al. (2022) ask for,
+so the smallest measurable FPR is 1/1,597 = 0.063 % and the TPR at 0.1 % FPR is decided by the one
+non-member with the lowest loss (the 1 % figure by the 15 lowest)."""
+
+TPR_REPRODUCE_ATOL = 0.025
+"""How closely the grid's TPR at low FPR reproduces on another machine (absolute): 5 of the 200 members.
+
+Looser than :data:`fedlab.data.GRID_REPRODUCE_ATOL` (which counts among 1,597 test digits): the TPR at
+0.1 % FPR is set by the one lowest-loss non-member and counts only 200 members, so a float32 difference
+that moves that one loss moves the figure by steps of 0.005. The lesson quotes these figures to 0.01."""
 
 PANEL_PX = leakage.PANEL_PX
 CHART_W, CHART_H, CHART_DPI = 560, 300, 100
@@ -100,12 +112,14 @@ def run_cell(config: dict, *, seed: int, noise_multiplier: float, clip_norm: flo
     ``u * k .. u * k + k - 1``); the rest are non-members and the test set.
     After round ``r`` in ``config["rounds"]``: accuracy on the non-members,
     and the AUC of :func:`fedlab.attacks.loss_threshold_attack` on every
-    member against every non-member.
+    member against every non-member, and its TPR at each FPR of
+    ``config["mia_fprs"]``.
 
     Returns
     -------
     dict
-        ``{"accuracy": [...], "mia_auc": [...]}``, one value per entry of ``config["rounds"]``.
+        ``{"accuracy": [...], "mia_auc": [...], "mia_tpr": [[...], ...]}``, one value (``mia_tpr``: one
+        list, one TPR per entry of ``mia_fprs``) per entry of ``config["rounds"]``.
 
     """
     digits = data.load_digits()
@@ -116,21 +130,24 @@ def run_cell(config: dict, *, seed: int, noise_multiplier: float, clip_norm: flo
     clients = [(x[members[u * k : (u + 1) * k]], y[members[u * k : (u + 1) * k]]) for u in range(users)]
     spec = _spec(config)
     checkpoints = [int(r) for r in config["rounds"]]
-    out = {"accuracy": [], "mia_auc": []}
+    fprs = tuple(float(f) for f in config["mia_fprs"])
+    out = {"accuracy": [], "mia_auc": [], "mia_tpr": []}
 
     def measure(r, params):
         if r in checkpoints:
             out["accuracy"].append(models.evaluate(spec, params, x[nonmembers], y[nonmembers])[1])
             lm = attacks.per_example_loss(spec, params, x[members], y[members])
             ln = attacks.per_example_loss(spec, params, x[nonmembers], y[nonmembers])
-            out["mia_auc"].append(attacks.loss_threshold_attack(lm, ln).auc)
+            mia = attacks.loss_threshold_attack(lm, ln, low_fprs=fprs)
+            out["mia_auc"].append(mia.auc)
+            out["mia_tpr"].append([mia.tpr_at[f] for f in fprs])
 
     dp.run(
         spec, clients, rounds=max(checkpoints), seed=seed, q=sampling_rate, clip_norm=clip_norm,
         noise_multiplier=noise_multiplier, epochs=config["epochs"], batch_size=config["batch_size"],
         lr=config["lr"], server_lr=config["server_lr"], callback=measure,
     )  # fmt: skip
-    return {key: [round(float(v), 4) for v in vals] for key, vals in out.items()}
+    return {key: np.asarray(vals, dtype=np.float64).round(4).tolist() for key, vals in out.items()}
 
 
 def make_grid(config: dict = GRID_CONFIG, *, progress=None) -> dict:
@@ -138,13 +155,15 @@ def make_grid(config: dict = GRID_CONFIG, *, progress=None) -> dict:
 
     ``accuracy[s][i][j][k][r]`` is seed ``s``, noise multiplier ``i``,
     clipping norm ``j``, sampling rate ``k``, rounds ``r`` (the same for
-    ``mia_auc``). ``progress(done, total)`` is called after every run.
+    ``mia_auc``), ``mia_tpr[s][i][j][k][r][f]`` the TPR at ``mia_fprs[f]``.
+    ``progress(done, total)`` is called after every run.
     """
     seeds = config["seeds"]
     zs, ss, qs = config["noise_multiplier"], config["clip_norm"], config["sampling_rate"]
     total = len(seeds) * len(zs) * len(ss) * len(qs)
     acc = np.zeros((len(seeds), len(zs), len(ss), len(qs), len(config["rounds"])))
     auc = np.zeros_like(acc)
+    tpr = np.zeros((*acc.shape, len(config["mia_fprs"])))
     done = 0
     for a, seed in enumerate(seeds):
         for i, z in enumerate(zs):
@@ -152,6 +171,7 @@ def make_grid(config: dict = GRID_CONFIG, *, progress=None) -> dict:
                 for k, q in enumerate(qs):
                     cell = run_cell(config, seed=seed, noise_multiplier=z, clip_norm=s, sampling_rate=q)
                     acc[a, i, j, k], auc[a, i, j, k] = cell["accuracy"], cell["mia_auc"]
+                    tpr[a, i, j, k] = cell["mia_tpr"]
                     done += 1
                     if progress is not None:
                         progress(done, total)
@@ -161,6 +181,7 @@ def make_grid(config: dict = GRID_CONFIG, *, progress=None) -> dict:
         "config": config,
         "accuracy": acc.round(4).tolist(),
         "mia_auc": auc.round(4).tolist(),
+        "mia_tpr": tpr.round(4).tolist(),
     }
 
 
@@ -181,6 +202,10 @@ class FrontierGrid:
         The axes.
     accuracy, mia_auc
         ``[seeds, z, S, q, rounds]`` per seed.
+    mia_tpr
+        ``[seeds, z, S, q, rounds, fprs]``: the attack's TPR at each of :attr:`mia_fprs`.
+    mia_fprs
+        The false-positive rates of ``mia_tpr`` (0.1 % and 1 %).
 
     """
 
@@ -191,6 +216,13 @@ class FrontierGrid:
     rounds: tuple
     accuracy: np.ndarray
     mia_auc: np.ndarray
+    mia_tpr: np.ndarray
+    mia_fprs: tuple
+
+    @property
+    def num_nonmembers(self) -> int:
+        """Non-members of the attack: every digit that is not a member (1,597)."""
+        return len(data.load_digits().y) - self.num_users * int(self.config["digits_per_user"])
 
     @property
     def delta(self) -> float:
@@ -240,13 +272,20 @@ def load_grid(path: str | Path | None = None, *, check_sha256: bool = True) -> F
     obj = json.loads(raw)
     cfg = obj["config"]
     acc, auc = np.asarray(obj["accuracy"], dtype=np.float64), np.asarray(obj["mia_auc"], dtype=np.float64)
+    if "mia_tpr" not in obj or "mia_fprs" not in cfg:
+        raise ValueError(f"{p}: no mia_tpr (TPR at low FPR); regenerate with python datasets/make_dp_frontier.py")
+    tpr = np.asarray(obj["mia_tpr"], dtype=np.float64)
     shape = (len(cfg["seeds"]), len(cfg["noise_multiplier"]), len(cfg["clip_norm"]), len(cfg["sampling_rate"]),
              len(cfg["rounds"]))  # fmt: skip
-    if acc.shape != shape or auc.shape != shape:
-        raise ValueError(f"{p}: accuracy has shape {acc.shape} and mia_auc {auc.shape}; the axes need {shape}")
+    if acc.shape != shape or auc.shape != shape or tpr.shape != (*shape, len(cfg["mia_fprs"])):
+        raise ValueError(
+            f"{p}: accuracy has shape {acc.shape}, mia_auc {auc.shape} and mia_tpr {tpr.shape}; the axes need "
+            f"{shape} (and {len(cfg['mia_fprs'])} FPRs for mia_tpr)"
+        )
     return FrontierGrid(
         cfg, tuple(map(float, cfg["noise_multiplier"])), tuple(map(float, cfg["clip_norm"])),
-        tuple(map(float, cfg["sampling_rate"])), tuple(map(int, cfg["rounds"])), acc, auc,
+        tuple(map(float, cfg["sampling_rate"])), tuple(map(int, cfg["rounds"])), acc, auc, tpr,
+        tuple(map(float, cfg["mia_fprs"])),
     )  # fmt: skip
 
 
@@ -275,6 +314,11 @@ class FrontierPoint:
         Privacy spent after ``rounds`` rounds at :attr:`delta` (``inf`` without noise).
     accuracy, accuracy_std, mia_auc, mia_auc_std
         Mean and standard deviation over the grid's seeds.
+    mia_tpr
+        ``{fpr: mean TPR over seeds}`` of the membership attack at the grid's
+        low false-positive rates (0.1 % and 1 %).
+    smallest_fpr
+        ``1 / non-members`` (1/1,597): the lowest FPR the grid can measure.
     expected_clients
         ``q N``, the fixed denominator.
     noise_std
@@ -294,6 +338,8 @@ class FrontierPoint:
     accuracy_std: float
     mia_auc: float
     mia_auc_std: float
+    mia_tpr: dict
+    smallest_fpr: float
     expected_clients: float
     noise_std: float
     reconstruction: leakage.Outcome
@@ -385,6 +431,8 @@ class FrontierModel:
             accuracy_std=float(acc.std(ddof=1)) if acc.size > 1 else 0.0,
             mia_auc=float(auc.mean()),
             mia_auc_std=float(auc.std(ddof=1)) if auc.size > 1 else 0.0,
+            mia_tpr={f: float(t) for f, t in zip(self.grid.mia_fprs, self.grid.mia_tpr[:, i, j, k, r].mean(0))},
+            smallest_fpr=1.0 / self.grid.num_nonmembers,
             expected_clients=expected,
             noise_std=s.noise_multiplier * s.clip_norm / expected,
             reconstruction=self.reconstruction(s),
@@ -494,6 +542,10 @@ def _readout(pt: FrontierPoint, num_users: int) -> str:
         f"<span class='fedlab-dp-accuracy'><b>accuracy {pt.accuracy:.3f}</b> &plusmn; {pt.accuracy_std:.3f}</span>"
         f" &middot; <span class='fedlab-dp-auc'><b>membership AUC {pt.mia_auc:.3f}</b> &plusmn; "
         f"{pt.mia_auc_std:.3f}</span> (0.5 = guessing; mean &plusmn; sd over seeds)",
+        "<span class='fedlab-dp-tpr'>the attack's true-positive rate "
+        + ", ".join(f"<b>{100 * t:.1f} % at {100 * f:g} % FPR</b>" for f, t in pt.mia_tpr.items())
+        + f" (guessing: TPR = FPR; {num_users:,} members, 1/FPR &ge; {1 / pt.smallest_fpr:,.0f} non-members, "
+        f"so the smallest measurable FPR is {100 * pt.smallest_fpr:.3g} %)</span>",
         f"noise on the average update: std z&middot;S/(qN) = {pt.noise_std:.3g}",
         f"<span class='fedlab-dp-psnr'>reconstruction of one client's update (clip S, noise z&middot;S): "
         f"<b>PSNR {psnr:.1f} dB</b>, {verdict}</span>{honest}",
