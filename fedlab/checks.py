@@ -202,7 +202,7 @@ def _fmt(value, limit: int = 200) -> str:
         item = np.asarray(value).item()
         text = repr(item)
         return f"{item:.6g}" if isinstance(item, float) and len(text) > 12 else text
-    text = np.array2string(np.asarray(value), precision=4, threshold=12) if _is_arraylike(value) else repr(value)
+    text = np.array2string(np.asarray(value), precision=4, threshold=12) if _is_arraylike(value) else repr(_plain(value))
     if len(text) <= limit:
         return text
     cut = text[: limit - 4]
@@ -211,6 +211,18 @@ def _fmt(value, limit: int = 200) -> str:
             cut = cut[: cut.rindex(sep) + len(sep.rstrip())]
             break
     return cut + " ..."
+
+
+def _plain(value):
+    """``value`` with numpy scalars inside lists, tuples and dicts made plain Python numbers, so a message reads
+    ``[0.1, 2]`` on numpy 2 as on numpy 1.24 (numpy 2's repr of a scalar is ``np.float64(0.1)``)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value) if type(value) in (list, tuple) else value
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def _is_arraylike(value) -> bool:
