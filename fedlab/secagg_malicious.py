@@ -655,7 +655,8 @@ class Attack:
 
 def split_groups(num_clients: int, threshold: int, target: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The lying server's two groups: ``t`` phones other than ``target`` told it dropped; ``target`` and the
-    rest told it survived, topped up to ``t`` with phones of the first group (asked twice) when ``2t > n``."""
+    rest told it survived, topped up to ``t`` with phones of the first group (asked twice) when ``2t > n``.
+    """
     others = [v for v in range(num_clients) if v != target]
     dropped = tuple(others[:threshold])
     survived = [target] + others[threshold:]
