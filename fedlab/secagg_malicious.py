@@ -27,7 +27,8 @@ from a trusted directory (the paper's PKI; here :func:`device_keys`). Then:
    server could hand out keys of its own and read every share (a man in the middle).
 2. **A big enough view.** A phone refuses to mask when it received shares from fewer than ``t - 1``
    others (the paper's ``|U2| >= t`` check): otherwise the server could hide the other phones from
-   ``u``, so that ``y_u`` carries (almost) only the self-mask, which an honest unmasking reveals.
+   ``u``, so that ``y_u`` carries only the self-mask, which an honest unmasking reveals
+   (:func:`isolation_attack`: against lesson 07's phones this works at every threshold, ``t = n`` too).
 3. **The consistency round** (new phase ``"consistency"``, between ``"masked_input"`` and ``"unmask"``).
    The server sends every survivor the survivor list ``U3``; each phone checks that it is in it, that it
    has at least ``t`` phones and that all of them shared keys with it, and signs it - **once**: asked to
@@ -653,6 +654,14 @@ class Attack:
     asked_twice: tuple[int, ...]
 
 
+def _honest_start(config, devices, base, defended: bool, round_id: int):
+    """Phases 0 and 1 with every phone online and the server honest: phones, signed roster, shares, inboxes."""
+    phones = _phones(config, _devices_for(config, devices, base), base, defended=defended, round_id=round_id)
+    roster = tuple(p.advertise() for p in phones)
+    share_msgs = [p.share(roster) for p in phones]
+    return phones, roster, share_msgs, secagg.route_shares(share_msgs, config=config)
+
+
 def split_groups(num_clients: int, threshold: int, target: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The lying server's two groups: ``t`` phones other than ``target`` told it dropped; ``target`` and the
     rest told it survived, topped up to ``t`` with phones of the first group (asked twice) when ``2t > n``.
@@ -710,11 +719,7 @@ def lying_server_attack(
         raise ValueError("config.neighbours: lying_server_attack runs on the full graph only (neighbours=None)")
     x = _inputs(inputs, config)
     base = _key_base(rng, seeded_keys)
-    devices = _devices_for(config, devices, base)
-    phones = _phones(config, devices, base, defended=defended, round_id=round_id)
-    roster = tuple(p.advertise() for p in phones)
-    share_msgs = [p.share(roster) for p in phones]
-    inboxes = secagg.route_shares(share_msgs, config=config)
+    phones, roster, share_msgs, inboxes = _honest_start(config, devices, base, defended, round_id)
     masked = {v: phones[v].mask(config.encode(x[v]), inbox=inboxes[v]) for v in range(n)}
     dropped, survived = split_groups(n, t, u)
     lists = {"dropped": tuple(v for v in range(n) if v != u), "survived": tuple(range(n))}
@@ -745,6 +750,42 @@ def lying_server_attack(
             recovered += mask
     twice = tuple(sorted(set(dropped) & set(survived)))
     return Attack(u, secagg._reduce(recovered, config.bits), dropped, survived, twice)
+
+
+def isolation_attack(
+    inputs,
+    *,
+    config: secagg.Config,
+    target: int,
+    defended: bool,
+    rng: int | np.random.Generator | None = None,
+    seeded_keys: bool = False,
+    devices: Devices | None = None,
+) -> np.ndarray:
+    """The other lie about dropouts: tell ``target`` that nobody else shared keys; returns its encoded input.
+
+    The server delivers ``target`` an empty inbox, so a lesson-07 phone masks with its self-mask only
+    (``y = x + PRG(b)``: it has no partner), then runs an honest-looking unmasking - one survivor list for
+    everyone, the target in it - and every phone reveals its share of ``b_target``. No split, so it works
+    at *every* threshold, ``t = n`` included. The defended phone refuses to mask
+    (:class:`ConsistencyError`: shares from fewer than ``t - 1`` others; the paper's ``|U2| >= t`` check),
+    and the consistency round's ``U3 within U2`` check stops the milder versions (showing it ``t - 1``
+    partners and then claiming they dropped).
+    """
+    n = config.num_clients
+    u = secagg._check_client(target, n, name="target")
+    defended = _check_flag("defended", defended)
+    x = _inputs(inputs, config)
+    base = _key_base(rng, seeded_keys)
+    phones, _, _, inboxes = _honest_start(config, devices, base, defended, 0)
+    inboxes[u] = ()  # the lie: "you are the only phone that shared its keys"
+    masked = {v: phones[v].mask(config.encode(x[v]), inbox=inboxes[v]) for v in range(n)}
+    everyone = tuple(range(n))
+    signatures = {v: phones[v].sign_survivors(everyone).signature for v in everyone} if defended else {}
+    answers = [phones[v].unmask(everyone, signatures=signatures) for v in everyone]
+    shares = [(r.client + 1, s) for r in answers for o, s in r.self_mask_shares if o == u]
+    seed = secagg.shamir_reconstruct(shares, threshold=config.threshold).to_bytes(secagg.KEY_BYTES, "little")
+    return secagg._reduce(masked[u].y - secagg.prg(seed, config.dim, bits=config.bits), config.bits)
 
 
 # ----------------------------------------------------------------------------
@@ -880,6 +921,7 @@ __all__ = [
     "check_defence_threshold",
     "consistency_download_bytes",
     "device_keys",
+    "isolation_attack",
     "lying_server_attack",
     "run_round",
     "split_groups",

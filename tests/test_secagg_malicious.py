@@ -374,3 +374,17 @@ def test_sybils_see_the_real_phones_noise_share_alone_measured():
     measured = float(np.var(left))
     assert measured == pytest.approx(g.real_variance, rel=0.1)  # 4096 coordinates: ~2% standard error
     assert measured / g.planned_variance == pytest.approx(1 / 15, rel=0.1)
+
+
+# ---- the other lie: hiding the other phones from the target ------------------------------------------------
+
+
+@pytest.mark.parametrize("n,t", [(3, 3), (5, 3), (5, 5), (7, 6)])
+def test_isolation_unmasks_the_target_at_any_threshold_without_the_defence(n, t):
+    config = S.Config(num_clients=n, threshold=t, dim=8)
+    x = _inputs(n, seed=t)
+    recovered = M.isolation_attack(x, config=config, target=1, defended=False, rng=t, seeded_keys=True)
+    assert np.array_equal(recovered, config.encode(x[1]))
+    with pytest.raises(M.ConsistencyError, match=r"phone 1 received shares from only 0 other phone\(s\)") as err:
+        M.isolation_attack(x, config=config, target=1, defended=True, rng=t, seeded_keys=True)
+    assert err.value.phone == 1
