@@ -2,7 +2,7 @@
 
 Lesson 07's protocol (:mod:`fedlab.secagg`) assumes a *semi-honest* server: it studies what it gets
 but follows the protocol. Bonawitz et al. (2017, "Practical Secure Aggregation for Privacy-Preserving
-Machine Learning", CCS; Fig. 4 with its active-adversary parts, Sec. 6.2) also protect against a server
+Machine Learning", CCS; Fig. 4 with its active-adversary parts) also protect against a server
 that *lies*. This module runs the lies and the defence, with the same cryptography and messages as
 :mod:`fedlab.secagg` (whose API it leaves unchanged).
 
@@ -45,8 +45,8 @@ What is true about the threshold (tested in ``tests/test_secagg_malicious.py``)
 ------------------------------------------------------------------------------
 Each honest phone signs one list and needs ``t`` signatures on it, so two different lists can both be
 accepted only if two *disjoint* groups of phones reach ``t`` each: ``2 t <= n`` (with ``c`` phones that
-collude with the server and sign anything, ``2 t <= n + c``; Bonawitz et al. take ``t > 2n/3`` and fewer
-than ``n/3`` colluders). So:
+collude with the server and sign anything, ``2 t <= n + c``; a threshold of about ``2n/3`` with fewer
+than ``n/3`` colluders, the setting of the paper's active-adversary analysis, meets it). So:
 
 - ``t > n/2``: the lie ends with a :class:`ProtocolError` raised by the phone that detected it;
 - ``t <= n/2``: two disjoint groups each reach ``t``, every check passes, and the attack **succeeds even
@@ -70,9 +70,10 @@ attestation - one per person, and rate-limits enrolment), and **a minimum number
 participants** per round that the phones themselves can check (the cohort drawn by a party the server
 cannot steer, or counted by an independent auditor of the directory). What differential privacy still
 guarantees: with distributed DP (:mod:`fedlab.distributed_dp`) the real phone's update carries its own
-noise share, of variance ``mu`` = :attr:`fedlab.distributed_dp.Plan.local_variance`, about
-``1 / (min_survivors - 1)`` of the planned total: the effective noise multiplier drops from ``z`` to
-``z / sqrt(min_survivors - 1)``, and since the server chose the cohort, no amplification by sampling.
+noise share, of variance ``mu`` = :attr:`fedlab.distributed_dp.Plan.local_variance`, ``1 / (min_survivors
+- 1)`` of the planned total (``1 / min_survivors`` with ``count_own_share``): the effective noise
+multiplier drops from ``z`` to ``z / sqrt(min_survivors - 1)``, and since the server chose the cohort,
+there is no amplification by sampling. (Measured in the tests: 4,096 coordinates, a 20-phone plan.)
 
 Conventions: as :mod:`fedlab.secagg` (ring vectors of :func:`fedlab.secagg.ring_dtype`, every random
 choice from ``rng``: a seed or Generator only with ``seeded_keys=True``, else ``os.urandom``). This
