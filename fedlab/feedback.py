@@ -222,6 +222,7 @@ def flag_text(flag: str) -> str:
 
 
 def sandbox_text(sandbox: str | None) -> str:
+    """The report's sandbox line for a ``sandbox`` column value (None: not recorded)."""
     if not sandbox:
         return SANDBOX_UNKNOWN
     return SANDBOX_TEXT.get(sandbox, f"Sandbox: {sandbox}.")
@@ -469,6 +470,7 @@ def add_command(sub) -> None:
 
 
 def run_cli(args, out=print) -> int:
+    """Run ``python -m fedlab feedback``; returns the exit code (2 for a bad gradebook or folder)."""
     try:
         written = write_reports(read_gradebook(args.gradebook), args.out)
     except ValueError as err:

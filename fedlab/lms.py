@@ -319,7 +319,9 @@ def canvas_csv(
     return buf.getvalue(), m
 
 
-def moodle_csv(rows: Sequence[dict], roster: Sequence[Learner], *, identifier: str = "idnumber") -> tuple[str, Matching]:
+def moodle_csv(
+    rows: Sequence[dict], roster: Sequence[Learner], *, identifier: str = "idnumber"
+) -> tuple[str, Matching]:
     """Moodle's grade import CSV (see the module docstring) and the matching behind it."""
     if identifier not in MOODLE_IDENTIFIERS:
         raise ValueError(f"identifier={identifier!r}: must be one of {list(MOODLE_IDENTIFIERS)}")

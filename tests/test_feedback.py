@@ -12,14 +12,13 @@ import re
 import subprocess
 import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fedlab import feedback, grader
-from tests.graded_room import FIXTURE, HIDDEN_MESSAGE, HIDDEN_NAME, SCRIPT_NAME, grade_room, with_hidden
+from tests.graded_room import FIXTURE, HIDDEN_NAME, SCRIPT_NAME, grade_room, with_hidden
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +203,8 @@ def test_cli_feedback_from_a_saved_gradebook_and_grade_feedback_hook(hidden_rows
 def test_grade_feedback_option_writes_reports(tmp_path):
     sub = tmp_path / "room" / "correct.ipynb"
     sub.parent.mkdir()
-    from tests.graded_room import _solved
     from fedlab import course
+    from tests.graded_room import _solved
 
     sub.write_bytes(course.notebook_bytes(_solved()))
     res = subprocess.run(
