@@ -15,9 +15,10 @@ such as ``alice*.ipynb`` or ``*/alice/*``, matched against the gradebook's
 ``sis_login_id``. An exact name beats a pattern. Nothing is dropped in
 silence: a submission that no learner's entry matches (or that several
 match), a learner with no submission, and a learner with several are all
-listed in ``<out>.report.txt`` and on the terminal; such a learner's grade
-cell is left **empty** (both LMSs then leave the grade as it was). The
-command exits 3 when that list is not empty (the CSV is written anyway), 0
+listed in ``<out>.report.txt`` and on the terminal, and such a learner gets
+**no row** in the CSV: an empty cell is not "no change" for Canvas's importer
+(it would show as clearing a grade the LMS already has), and a missing row
+is. The command exits 3 when that list is not empty (the CSV is written anyway), 0
 when every learner has exactly one submission and every file a learner.
 
 The grade of a learner for a lesson is the sum of ``points`` over the
@@ -26,19 +27,23 @@ submission's rows (visible and hidden tests together); submission-level rows
 
 Canvas (Gradebook > Import, the "gradebook CSV" format)
 -------------------------------------------------------
-Followed from Canvas's Instructor Guide "How do I import grades in the
-Gradebook?" and the layout of Canvas's own gradebook export, which it
-re-imports (summarised by e.g. Ohio State's "Import a CSV file to Carmen
-grades": a file needs the student name OR Canvas ID OR SIS User ID, then SIS
-Login ID, Section, and one column per assignment; a column whose header has no
-``(id)`` creates a new assignment). The header is ``Student, ID, SIS User ID,
-SIS Login ID, Section`` then one column per lesson, ``Lesson 02`` (a new
-assignment) or ``Lesson 02 (12345)`` when ``--assignment-id 02=12345`` names
-an existing one. The second row is ``Points Possible`` (as in Canvas's
-export) carrying the lesson's maximum. Values: ``Student`` = roster ``name``,
-``ID`` = roster ``canvas_id``, ``SIS User ID`` = roster ``id``, ``SIS Login
-ID`` = roster ``sis_login_id``, ``Section`` = roster ``section``; UTF-8,
-RFC 4180 quoting.
+Followed from Canvas's own importer (canvas-lms
+``app/models/gradebook_importer.rb``) and its Instructor Guide page "How do I
+import grades in the Gradebook?" (summarised by e.g. Ohio State's "Import a
+CSV file to Carmen grades"). The importer wants a header whose first columns
+are ``Student``, ``ID``, ``SIS User ID``, ``SIS Login ID`` and ``Section``
+(the column before the assignments must be ``Section``); every later column
+is an assignment titled ``Title (id)`` for an existing one, and a bare
+``Title`` matches an assignment of that title or creates a new one. A row
+whose first cell says ``Points Possible`` sets the assignments' points. A
+learner is found by ``ID`` (Canvas user id), else ``SIS User ID``, else ``SIS
+Login ID``, else the name; a learner absent from the file is left alone. So the file
+is: that header, then ``Lesson 02`` per lesson (``Lesson 02 (12345)`` with
+``--assignment-id 02=12345``); a ``Points Possible`` row with each lesson's
+maximum; one row per matched roster learner: ``Student`` = roster ``name``, ``ID`` =
+roster ``canvas_id`` (may be empty), ``SIS User ID`` = roster ``id``, ``SIS
+Login ID`` = roster ``sis_login_id``, ``Section`` = roster ``section``.
+UTF-8, comma-separated, RFC 4180 quoting.
 
 Moodle (Grades > Import > CSV file)
 -----------------------------------
@@ -221,10 +226,10 @@ class Matching:
         out = [f"unmatched submission: {s} (no roster entry matches it)" for s in self.unmatched]
         out += [f"ambiguous submission: {s} (matches learners {', '.join(ids)})" for s, ids in self.ambiguous.items()]
         out += [
-            f"several submissions for learner {lid}: {', '.join(subs)} (grade left empty)"
+            f"several submissions for learner {lid}: {', '.join(subs)} (no grade exported)"
             for lid, subs in self.several.items()
         ]
-        out += [f"no submission for learner {lid} (grade left empty)" for lid in self.missing]
+        out += [f"no submission for learner {lid} (no grade exported)" for lid in self.missing]
         return out
 
 
@@ -290,12 +295,14 @@ def _submissions(rows: Sequence[dict]) -> list[str]:
     return list(dict.fromkeys(str(r["submission"]) for r in rows))
 
 
-def _grade_cells(rows, roster, m: Matching, lessons, points) -> dict[str, list[str]]:
-    cells = {}
+def _graded(roster, m: Matching, lessons, points) -> list[tuple[Learner, list[str]]]:
+    """``[(learner, grade cells)]`` for the learners with exactly one submission, in roster order."""
+    out = []
     for lr in roster:
-        sub = m.by_learner.get(lr.id)
-        cells[lr.id] = [fmt_points(points.get((sub, les), 0.0)) if sub is not None else "" for les in lessons]
-    return cells
+        if lr.id in m.by_learner:
+            sub = m.by_learner[lr.id]
+            out.append((lr, [fmt_points(points.get((sub, les), 0.0)) for les in lessons]))
+    return out
 
 
 def canvas_csv(
@@ -308,14 +315,13 @@ def canvas_csv(
     if unknown:
         raise ValueError(f"assignment_ids={assignment_ids!r}: no graded lesson {unknown}; the gradebook has {lessons}")
     m = match(roster, _submissions(rows))
-    cells = _grade_cells(rows, roster, m, lessons, points)
     titles = [f"Lesson {les}" + (f" ({assignment_ids[les]})" if les in assignment_ids else "") for les in lessons]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(list(CANVAS_FIXED) + titles)
     w.writerow(["Points Possible", "", "", "", ""] + [fmt_points(lesson_max[les]) for les in lessons])
-    for lr in roster:
-        w.writerow([lr.name, lr.canvas_id, lr.id, lr.sis_login_id, lr.section] + cells[lr.id])
+    for lr, cells in _graded(roster, m, lessons, points):
+        w.writerow([lr.name, lr.canvas_id, lr.id, lr.sis_login_id, lr.section] + cells)
     return buf.getvalue(), m
 
 
@@ -327,18 +333,17 @@ def moodle_csv(
         raise ValueError(f"identifier={identifier!r}: must be one of {list(MOODLE_IDENTIFIERS)}")
     lessons, points, _ = lesson_totals(rows)
     m = match(roster, _submissions(rows))
-    cells = _grade_cells(rows, roster, m, lessons, points)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([identifier] + [f"Lesson {les}" for les in lessons])
-    for lr in roster:
+    for lr, cells in _graded(roster, m, lessons, points):
         value = (lr.idnumber or lr.id) if identifier == "idnumber" else getattr(lr, identifier)
         if not value:
             raise ValueError(
                 f"identifier={identifier!r}: learner {lr.id!r} has no {identifier} in the roster; "
                 f"add a {identifier!r} column or choose another identifier ({list(MOODLE_IDENTIFIERS)})"
             )
-        w.writerow([value] + cells[lr.id])
+        w.writerow([value] + cells)
     return buf.getvalue(), m
 
 
