@@ -758,6 +758,20 @@ def _run_bundle(args, out=print) -> int:
 
 
 def _run_gradescope(args, out=print) -> int:
-    results = run_gradescope(args.root, args.config)
+    from fedlab import course
+
+    try:
+        results = run_gradescope(args.root, args.config)
+    except Exception as err:  # noqa: BLE001 - Gradescope must get a results.json that says what went wrong
+        results = {
+            "score": 0.0,
+            "output": f"The autograder itself failed ({type(err).__name__}: {err}); please tell your instructor.",
+            "tests": [],
+        }
+        course.write_atomic(
+            Path(args.root) / "results" / "results.json", (json.dumps(results, indent=1) + "\n").encode("utf-8")
+        )
+        out(f"error: {type(err).__name__}: {err}")
+        return 1
     out(json.dumps({"score": results["score"], "tests": len(results["tests"])}))
     return 0

@@ -249,6 +249,23 @@ def test_run_autograder_without_a_notebook_says_so(bundle, tmp_path):
     assert "no .ipynb file was submitted" in results["tests"][0]["output"]
 
 
+def test_a_broken_autograder_still_writes_results_that_say_so(tmp_path):
+    config = tmp_path / "fedlab-gradescope.json"
+    config.write_text(json.dumps({"lesson": "77", "reference": "none.ipynb"}))
+    (tmp_path / "submission").mkdir()
+    (tmp_path / "submission" / "a.ipynb").write_text("{}")
+    res = subprocess.run(
+        [sys.executable, "-m", "fedlab", "gradescope-run", "--root", str(tmp_path), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 1 and "lesson='77'" in res.stdout
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    jsonschema.validate(results, lms.GRADESCOPE_RESULTS_SCHEMA)
+    assert results["score"] == 0 and "autograder itself failed" in results["output"]
+
+
 def test_bundle_arguments_are_checked(tmp_path):
     with pytest.raises(ValueError, match="lesson='77'"):
         lms.build_bundle("77", tmp_path / "b.zip")
