@@ -415,6 +415,9 @@ if ! command -v "$PY" >/dev/null 2>&1; then
   fi
 fi
 command -v "$PY" >/dev/null 2>&1 || { echo "setup.sh: fedlab needs Python 3.11 ($PY not found)"; exit 1; }
+# the grader sandboxes each kernel with bubblewrap where it can (else it grades with sandbox=none and says so)
+command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 \
+  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap || echo "setup.sh: no bubblewrap"; }
 "$PY" -m venv "$ROOT/venv"
 if [ -d "$HERE/wheels" ]; then
   SRC=(--no-index --find-links "$HERE/wheels")

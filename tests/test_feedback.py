@@ -153,6 +153,34 @@ def test_flags_are_explained_in_plain_words():
     assert grader.FLAGS["checks_tampered"] in md and "brand\\_new\\_flag" in md
 
 
+@given(
+    st.from_regex(r"hid_[a-z]{4,10}", fullmatch=True),
+    st.text(min_size=0, max_size=80),
+    st.sampled_from(["passed", "failed", "timeout", "error"]),
+)
+def test_no_hidden_name_or_message_reaches_any_report(name, message, status):
+    secret = f"SECRET {message}"
+    row = {
+        "submission": "a.ipynb",
+        "lesson": "02",
+        "exercise": "02.1",
+        "title": "t",
+        "points": 1,
+        "max_points": 3,
+        "status": "partial",
+        "flags": "",
+        "message": f"Exercise 02.1, test {name}: {secret}",
+        "tests": [
+            {"name": "shown", "status": "passed", "points": 1, "max_points": 1, "message": "", "hidden": False},
+            {"name": name, "status": status, "points": 0, "max_points": 2, "message": secret, "hidden": True},
+        ],
+    }
+    report = feedback.learner_report([row])
+    for text in (feedback.markdown(report), feedback.html_page(report)):
+        assert name not in text and "SECRET" not in text
+        assert "1 hidden test passed" in text or "0 of 1 hidden test" in text
+
+
 @given(st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=12))
 def test_file_names_are_safe_and_unique(names):
     taken: set[str] = set()

@@ -19,6 +19,8 @@ import zipfile
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fedlab import grader, lms
 from tests.graded_room import FIXTURE, HIDDEN_MESSAGE, HIDDEN_NAME, SCRIPT_NAME, grade_room, with_hidden
@@ -66,6 +68,24 @@ def test_exact_names_beat_patterns_and_several_submissions_are_listed():
     assert m.ambiguous == {"carl1.ipynb": ["b", "c"], "carl2.ipynb": ["b", "c"]}
     assert m.by_learner == {"a": "alice.ipynb"}
     assert "several submissions for learner b: x/bob.ipynb, bob2.ipynb (no grade exported)" in m.problems
+
+
+_names = st.text(alphabet="abc*?/.", min_size=1, max_size=6)
+
+
+@given(
+    st.lists(st.tuples(st.text(alphabet="xyz", min_size=1, max_size=3), _names), max_size=6, unique_by=lambda t: t[0]),
+    st.lists(st.text(alphabet="abc/.", min_size=1, max_size=6), max_size=8, unique=True),
+)
+def test_matching_partitions_submissions_and_learners(entries, submissions):
+    roster = [lms.Learner(id=i, submission=p) for i, p in entries]
+    m = lms.match(roster, submissions)
+    owned = [s for subs in m.several.values() for s in subs] + list(m.by_learner.values())
+    assert sorted(owned + m.unmatched + list(m.ambiguous)) == sorted(submissions)  # each file exactly once
+    assert sorted(list(m.by_learner) + list(m.several) + m.missing) == sorted(i for i, _ in entries)
+    for sub, ids in m.ambiguous.items():
+        assert len(ids) > 1 and all(lms._matches(p, sub) or p == sub for i, p in entries if i in ids)
+    assert len(m.problems) == len(m.unmatched) + len(m.ambiguous) + len(m.several) + len(m.missing)
 
 
 def test_canvas_csv_known_answer(room):
