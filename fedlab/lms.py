@@ -96,6 +96,7 @@ import csv
 import fnmatch
 import io
 import json
+import math
 import os
 import re
 import stat
@@ -617,7 +618,7 @@ def gradescope_results(rows: Sequence[dict], *, hidden_visibility: str = "hidden
         summary += [f"  note ({f}): {feedback.flag_text(f)}" for f in ex.flags]
     return {
         "score": round(report.points, 4),
-        "execution_time": round(max(0.0, seconds), 3),
+        "execution_time": int(math.ceil(max(0.0, seconds))),  # whole seconds, as in Gradescope's example
         "output": "\n".join(summary),
         "stdout_visibility": "hidden",
         "extra_data": {"fedlab": {"lesson": report.lesson, "sha256": report.sha256, "sandbox": report.sandbox}},
