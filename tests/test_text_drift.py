@@ -1,6 +1,22 @@
-"""Student copies never point at content that only the solutions hold (issue 18, point 5)."""
+"""No drift between a lesson's text and its numbers (issue 18, point 5).
+
+Two checks:
+
+- student copies never point at content that only the solutions hold ("our list", "the solution below");
+- every figure a lesson's markdown quotes from its own run is read back from the executed outputs: :data:`QUOTES`
+  pairs a phrase of the markdown (a regular expression whose groups are the quoted numbers) with the output line
+  it comes from (groups: the printed numbers). :func:`drift` compares them within the quote's rounding;
+  ``tests/test_notebooks.py`` calls it on every solution notebook it executes, so a change that moves a number
+  fails there, and :func:`test_every_quote_is_still_in_its_lesson` (no execution) fails when the text is
+  reworded without its quote. Figures a lesson cannot read back (wall times, the benchmarks' multi-seed
+  means) are not listed; timings in the README come from ``benchmarks/readme_timings.py``.
+"""
+
+from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 
@@ -21,3 +37,155 @@ def test_student_copy_refers_to_nothing_it_lacks(path):
 
 def test_the_phrase_check_can_fail():
     assert SOLUTION_ONLY.search("Before reading our list, write your own")
+
+
+# ---- figures quoted in the text, read back from the executed outputs ------------------------------------
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A figure (or a few) that a lesson's markdown quotes, and the output it comes from.
+
+    Attributes
+    ----------
+    text
+        Regular expression on the lesson's markdown (whitespace collapsed to single spaces); each group is a
+        quoted number.
+    output
+        Regular expression on the executed text outputs (whitespace collapsed); each group is a printed number.
+    tol
+        How far a quoted figure may be from the printed one: its rounding (0.005 for two decimals) or, for an
+        "about", what the sentence still holds with.
+    figures
+        Maps the output's numbers to the quoted figures (e.g. a difference in points); default: as printed.
+    """
+
+    text: str
+    output: str
+    tol: float
+    figures: Callable[..., tuple] | None = None
+
+
+_NUM = r"([-+]?[\d,]*\.?\d+)"
+
+
+def _table_row(label: str, n: int = 4) -> str:
+    return re.escape(label) + "".join(rf" {_NUM}" for _ in range(n)) + r"(?![\d.])"
+
+
+QUOTES: dict[str, list[Quote]] = {
+    "09_monitor_debug.ipynb": [
+        Quote(rf"test accuracy {_NUM}, median update norm {_NUM}\.",
+              rf"clean run: test accuracy {_NUM}; median update norm {_NUM}", 0.005),
+        Quote(rf"\(plain mean, 5% dropouts\): {_NUM}, {_NUM} non-finite updates dropped",
+              rf"test accuracy {_NUM} \(clean run: [\d.]+\); non-finite updates dropped: {_NUM}", 0.0005),
+        Quote(rf"by norm client 12 in {_NUM} rounds \(from round {_NUM}\), 14 in {_NUM} \(from round {_NUM}, "
+              rf"the NaN\), and honest client 18 in {_NUM} rounds",
+              rf"client 12: {_NUM} rounds \(from round {_NUM}\), client 14: {_NUM} rounds \(from round {_NUM}\), "
+              rf"client 18: {_NUM} rounds", 0),
+        Quote(rf"by loss client 0 in {_NUM} rounds, client 3 in {_NUM} \(from round {_NUM}, the drift\), client 12 "
+              rf"in {_NUM}\.",
+              rf"client 0: {_NUM} rounds \(from round \d+\), client 3: {_NUM} rounds \(from round {_NUM}\), "
+              rf"client 12: {_NUM} rounds", 0),
+        Quote(rf"norm bound M = {_NUM}\)", rf"max_norm M = {_NUM}", 0.005),
+        *[
+            Quote(rf"{re.escape(quoted)} {_NUM} / {_NUM} / {_NUM} / {_NUM}", _table_row(printed), 0.0005)
+            for quoted, printed in (
+                ("clean", "clean"),
+                ("label flip", "label flip"),
+                ("NaN", "NaN update"),
+                ("boosted x10", "boosted x10"),
+                ("four boosted clients", "boosted x10, 4 clients"),
+                ("drift", "drift"),
+                ("clean non-IID (Dirichlet 0.1)", "clean, non-IID (Dir 0.1)"),
+            )
+        ],
+        Quote(rf"jumps to {_NUM} at f = {_NUM} \(more than half\)",
+              rf"{_NUM} 0\.51 [\d.]+ [\d.]+ ([\d.]+)(?![\d.])", 0.005, figures=lambda f, median: (median, f)),
+    ],
+    "12_personal.ipynb": [
+        Quote(rf"global model mean user {_NUM}, 10th-percentile user {_NUM};",
+              rf"global model mean user {_NUM} 10th-percentile user {_NUM}", 0.005),
+        Quote(rf"fine-tuning k = 30 mean {_NUM},", rf"fine-tuned, k=30 mean user {_NUM}", 0.005),
+        Quote(rf"low-activity users \+{_NUM} points", rf"by activity group: low {_NUM} points", 0.5),
+        Quote(rf"personal head about {_NUM};", rf"personal head mean user {_NUM}", 0.01),
+        Quote(rf"local only about {_NUM}\.", rf"local only mean user {_NUM}", 0.01),
+        Quote(rf"gain most \(about {_NUM} points with fine-tuning, against about {_NUM} and {_NUM} for the medium "
+              r"and high groups",
+              rf"by activity group: low {_NUM} points, medium {_NUM} points, high {_NUM} points", 1.0),
+        Quote(rf"costs this model about {_NUM} point on the mean user",
+              rf"mean user {_NUM} {_NUM} [-+][\d.]+ [\d.]+", 0.5, figures=lambda plain, private: (100 * (plain - private),)),
+        Quote(rf"fine-tuning the DP model gains about {_NUM}\.",
+              rf"mean user [\d.]+ {_NUM} [-+][\d.]+ {_NUM}", 1.0, figures=lambda private, tuned: (100 * (tuned - private),)),
+        Quote(rf"from about {_NUM} days of their own it wins", r"beats the global one .* from day (\d+)", 0),
+    ],
+}
+"""Per solution notebook, the figures its markdown quotes from its own outputs (lessons 09 and 12 so far)."""
+
+
+def _collapse(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def markdown_text(nb) -> str:
+    """Every markdown cell of ``nb``, whitespace collapsed."""
+    return _collapse(" ".join(c.source for c in nb.cells if c.cell_type == "markdown"))
+
+
+def output_text(nb) -> str:
+    """Every text output of ``nb``'s code cells (streams and plain-text results), whitespace collapsed."""
+    parts = []
+    for c in nb.cells:
+        for out in c.get("outputs", []) if c.cell_type == "code" else ():
+            text = out.get("text") or (out.get("data") or {}).get("text/plain") or ""
+            parts.append(text if isinstance(text, str) else "".join(text))
+    return _collapse(" ".join(parts))
+
+
+def _numbers(match) -> list[float]:
+    return [float(g.replace(",", "")) for g in match.groups()]
+
+
+def drift(nb, quotes) -> list[str]:
+    """What the markdown of an executed notebook quotes differently from its outputs (empty when nothing drifted)."""
+    text, out = markdown_text(nb), output_text(nb)
+    problems = []
+    for q in quotes:
+        said, printed = re.search(q.text, text), re.search(q.output, out)
+        if said is None:
+            problems.append(f"the markdown no longer says {q.text!r}")
+            continue
+        if printed is None:
+            problems.append(f"no output matches {q.output!r} (the markdown quotes {said.group(0)!r})")
+            continue
+        quoted, measured = _numbers(said), _numbers(printed)
+        if q.figures is not None:
+            measured = [float(v) for v in q.figures(*measured)]
+        if len(quoted) != len(measured) or any(abs(a - b) > q.tol + 1e-9 for a, b in zip(quoted, measured)):
+            problems.append(
+                f"the markdown says {said.group(0)!r} ({quoted}); the outputs say {printed.group(0)!r} "
+                f"({[round(m, 4) for m in measured]}, tolerance {q.tol})"
+            )
+    return problems
+
+
+@pytest.mark.parametrize("name", sorted(QUOTES))
+def test_every_quote_is_still_in_its_lesson(name):
+    text = markdown_text(course.read_notebook(course.SOLUTIONS_DIR / name))
+    missing = [q.text for q in QUOTES[name] if not re.search(q.text, text)]
+    assert not missing, f"{name}: the markdown no longer quotes {missing} (update QUOTES with the text)"
+
+
+def test_drift_fails_on_a_figure_the_outputs_no_longer_give():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(...)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="clean run: test accuracy 0.905\n")]
+    nb.cells = [nbformat.v4.new_markdown_cell("The clean run reaches\naccuracy 0.91."), cell]
+    quote = Quote(rf"reaches accuracy {_NUM}\.", rf"test accuracy {_NUM}", 0.005)
+    assert drift(nb, [quote]) == []
+    cell.outputs[0].text = "clean run: test accuracy 0.760\n"
+    assert "0.760" in drift(nb, [quote])[0]
+    nb.cells[0].source = "The clean run is good."
+    assert "no longer says" in drift(nb, [quote])[0]
