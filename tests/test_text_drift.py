@@ -66,7 +66,7 @@ class Quote:
     figures: Callable[..., tuple] | None = None
 
 
-_NUM = r"([-+]?[\d,]*\.?\d+)"
+_NUM = r"([-+]?[\d,]*\.?\d+(?:e[-+]?\d+)?)"
 
 
 def _table_row(label: str, n: int = 4) -> str:
@@ -74,6 +74,24 @@ def _table_row(label: str, n: int = 4) -> str:
 
 
 QUOTES: dict[str, list[Quote]] = {
+    "08_differential_privacy.ipynb": [
+        *[
+            Quote(rf"agree on \$\\varepsilon \\approx {_NUM}\$; PLD and PRV say about \*\*{_NUM}\*\*",
+                  rf"fedlab\.dp \(yours, RDP\) {_NUM} .*? dp_accounting PLD {_NUM} Opacus PRV {_NUM} q = 0\.001",
+                  0.01, figures=pick)
+            for pick in (lambda rdp, pld, prv: (rdp, pld), lambda rdp, pld, prv: (rdp, prv))
+        ],
+        Quote(rf"fedlab {_NUM} \(best order [\d.]+\), Opacus RDP {_NUM}, dp_accounting RDP {_NUM}, PLD {_NUM}, "
+              rf"PRV {_NUM}\.",
+              rf"fedlab\.dp \(yours, RDP\) {_NUM} Opacus RDP {_NUM} dp_accounting RDP {_NUM} dp_accounting PLD "
+              rf"{_NUM} Opacus PRV {_NUM} q = 0\.001", 0.0005),
+        Quote(rf"1000 rounds: fedlab {_NUM} = dp_accounting, Opacus {_NUM} \(its orders stop at 63\), PLD {_NUM}, "
+              rf"PRV {_NUM}\.",
+              rf"1000 steps, delta = 1e-05 fedlab\.dp \(yours, RDP\) {_NUM} Opacus RDP {_NUM} dp_accounting RDP "
+              rf"[\d.]+ dp_accounting PLD {_NUM} Opacus PRV {_NUM}", 0.0005),
+        Quote(rf"Noise for \$\\varepsilon\$ 1 / 3 / 8 at \$q = 0\.05\$, 100 rounds: {_NUM} / {_NUM} / {_NUM}\.",
+              rf"q = 0\.05, 100 rounds: noise multiplier for epsilon 1 / 3 / 8 = {_NUM} / {_NUM} / {_NUM}", 0.005),
+    ],
     "09_monitor_debug.ipynb": [
         Quote(rf"test accuracy {_NUM}, median update norm {_NUM}\.",
               rf"clean run: test accuracy {_NUM}; median update norm {_NUM}", 0.005),
@@ -103,6 +121,19 @@ QUOTES: dict[str, list[Quote]] = {
         Quote(rf"jumps to {_NUM} at f = {_NUM} \(more than half\)",
               rf"{_NUM} 0\.51 [\d.]+ [\d.]+ ([\d.]+)(?![\d.])", 0.005, figures=lambda f, median: (median, f)),
     ],
+    "10_capstone.ipynb": [
+        Quote(rf"10% dropouts it is about {_NUM} times \$\\delta\$",
+              rf"20 users a round, 10% dropouts: P\[F\] = \S+, refusal term e\^2 P\[F\] = \S+ \({_NUM} x delta\)", 20),
+        Quote(rf"5% dropouts\*\*, where it is about {_NUM}% of \$\\delta\$",
+              rf"30 users a round, 5% dropouts: P\[F\] = \S+, refusal term e\^2 P\[F\] = \S+ \({_NUM} x delta\)", 0.5,
+              figures=lambda times: (100 * times,)),
+        Quote(rf"its refusal term \$e\^2 P\[F\] = {_NUM} \\times 10\^{{{_NUM}}}\$ is a hundred times",
+              rf"20 users a round, 10% dropouts: P\[F\] = \S+, refusal term e\^2 P\[F\] = {_NUM} ", 0,
+              figures=lambda term: tuple(float(p) for p in f"{term:.1e}".split("e"))),
+        Quote(rf"\$z = {_NUM}\$ for \$\\varepsilon = 2\$ at total \$\\delta = 10\^{{-5}}\$, refusal term included "
+              rf"\(the sampled Gaussian alone: {_NUM}\)",
+              rf"z = {_NUM} gives epsilon [\d.]+ at total delta 1e-05 \(the sampled Gaussian alone: {_NUM}\)", 0.0005),
+    ],
     "12_personal.ipynb": [
         Quote(rf"global model mean user {_NUM}, 10th-percentile user {_NUM};",
               rf"global model mean user {_NUM} 10th-percentile user {_NUM}", 0.005),
@@ -120,7 +151,7 @@ QUOTES: dict[str, list[Quote]] = {
         Quote(rf"from about {_NUM} days of their own it wins", r"beats the global one .* from day (\d+)", 0),
     ],
 }
-"""Per solution notebook, the figures its markdown quotes from its own outputs (lessons 09 and 12 so far)."""
+"""Per solution notebook, the figures its markdown quotes from its own outputs (lessons 08, 09, 10 and 12 so far)."""
 
 
 def _collapse(text: str) -> str:
