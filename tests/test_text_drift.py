@@ -154,6 +154,43 @@ QUOTES: dict[str, list[Quote]] = {
 """Per solution notebook, the figures its markdown quotes from its own outputs (lessons 08, 09, 10 and 12 so far)."""
 
 
+COMPUTED: dict[str, list[tuple[str, Callable[[], tuple], float | None]]] = {
+    "11_flower.ipynb": [
+        (
+            rf"20 of 1,200 users a round, z = {_NUM}, 200 rounds gives epsilon {_NUM} with the Poisson bound "
+            rf"\(lesson 10's setting\), {_NUM} with the fixed-size bound at the same multiplier, and \*\*{_NUM}\*\* "
+            rf"once the replace-one sensitivity is counted; a fixed cohort needs z of about {_NUM} for epsilon 2",
+            lambda: _flower_dp_figures(),
+            None,
+        ),
+    ],
+}
+"""Figures a lesson's markdown states but no cell prints (a lesson that cannot afford the cell, or where the
+figure is an aside): ``(text regex, recompute, tolerance)``, checked by recomputing them with the library.
+A tolerance of ``None`` is each figure's own rounding (half a unit of its last quoted digit)."""
+
+
+def _rounding(figure: str) -> float:
+    """Half a unit of the last digit of a quoted figure: ``"17.0"`` -> 0.05, ``"2.57"`` -> 0.005."""
+    decimals = len(figure.split(".")[1]) if "." in figure else 0
+    return 0.5 * 10.0**-decimals
+
+
+def _flower_dp_figures() -> tuple:
+    from fedlab import dp
+
+    q, z, rounds, delta = 20 / 1200, 0.982, 200, 1e-5
+    fixed = dict(steps=rounds, delta=delta, sampling="fixed_size")
+    z_fixed = 2 * dp.noise_multiplier_for(epsilon=2.0, q=q, **fixed)  # Flower's z counts as z / 2 (replace-one)
+    return (
+        z,
+        dp.epsilon(q=q, noise_multiplier=z, steps=rounds, delta=delta),
+        dp.epsilon(q=q, noise_multiplier=z, **fixed),
+        dp.epsilon(q=q, noise_multiplier=dp.replace_one_noise_multiplier(z), **fixed),
+        z_fixed,
+    )
+
+
 def _collapse(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
@@ -220,3 +257,21 @@ def test_drift_fails_on_a_figure_the_outputs_no_longer_give():
     assert "0.760" in drift(nb, [quote])[0]
     nb.cells[0].source = "The clean run is good."
     assert "no longer says" in drift(nb, [quote])[0]
+
+
+@pytest.mark.parametrize("name", sorted(COMPUTED))
+def test_figures_no_cell_prints_match_the_library(name):
+    text = markdown_text(course.read_notebook(course.SOLUTIONS_DIR / name))
+    for pattern, recompute, tol in COMPUTED[name]:
+        said = re.search(pattern, text)
+        assert said, f"{name}: the markdown no longer says {pattern!r}"
+        quoted, now = _numbers(said), [float(v) for v in recompute()]
+        tols = [tol if tol is not None else _rounding(g) for g in said.groups()]
+        assert all(abs(a - b) <= t + 1e-9 for a, b, t in zip(quoted, now, tols)), (
+            f"{name}: the text says {said.group(0)!r} ({quoted}); the library gives {[round(v, 4) for v in now]}"
+        )
+
+
+def test_a_figure_is_held_to_its_own_rounding():
+    assert _rounding("17.0") == pytest.approx(0.05) and _rounding("2.57") == pytest.approx(0.005)
+    assert _rounding("14") == 0.5
