@@ -74,6 +74,18 @@ def _table_row(label: str, n: int = 4) -> str:
 
 
 QUOTES: dict[str, list[Quote]] = {
+    "05_leakage.ipynb": [
+        Quote(rf"The spread over seeds is about {_NUM}-{_NUM} in AUC",
+              rf"overfitted [\d.]+ [\d.]+ [\d.]+ ± {_NUM} .*? well generalised [\d.]+ [\d.]+ [\d.]+ ± {_NUM}", 0.005,
+              figures=lambda a, b: (min(a, b), max(a, b))),
+        Quote(rf"even against the overfitted model it is close to {_NUM}%",
+              rf"overfitted [\d.]+ [\d.]+ [\d.]+ ± [\d.]+ [\d.]+ ± [\d.]+ {_NUM} ±", 0.5, figures=lambda t: (100 * t,)),
+        Quote(rf"Membership \(5 seeds\): AUC {_NUM} ± {_NUM} overfitted, {_NUM} ± {_NUM} generalised; advantage "
+              rf"{_NUM} vs {_NUM}; TPR at 1% FPR ~{_NUM} for both",
+              rf"overfitted [\d.]+ [\d.]+ {_NUM} ± {_NUM} {_NUM} ± [\d.]+ {_NUM} ± [\d.]+ well generalised "
+              rf"[\d.]+ [\d.]+ {_NUM} ± {_NUM} {_NUM} ± [\d.]+ {_NUM} ±", 0.005,
+              figures=lambda auc, sd, adv, tpr, auc2, sd2, adv2, tpr2: (auc, sd, auc2, sd2, adv, adv2, tpr)),
+    ],
     "08_differential_privacy.ipynb": [
         *[
             Quote(rf"agree on \$\\varepsilon \\approx {_NUM}\$; PLD and PRV say about \*\*{_NUM}\*\*",
@@ -151,7 +163,7 @@ QUOTES: dict[str, list[Quote]] = {
         Quote(rf"from about {_NUM} days of their own it wins", r"beats the global one .* from day (\d+)", 0),
     ],
 }
-"""Per solution notebook, the figures its markdown quotes from its own outputs (lessons 08, 09, 10 and 12 so far)."""
+"""Per solution notebook, the figures its markdown quotes from its own outputs (lessons 05, 08-10, 12 so far)."""
 
 
 COMPUTED: dict[str, list[tuple[str, Callable[[], tuple], float | None]]] = {
