@@ -86,6 +86,20 @@ QUOTES: dict[str, list[Quote]] = {
               rf"[\d.]+ [\d.]+ {_NUM} ± {_NUM} {_NUM} ± [\d.]+ {_NUM} ±", 0.005,
               figures=lambda auc, sd, adv, tpr, auc2, sd2, adv2, tpr2: (auc, sd, auc2, sd2, adv, adv2, tpr)),
     ],
+    "07_secure_aggregation.ipynb": [
+        Quote(rf"error ~{_NUM} against the float sum",
+              rf"largest error vs the float sum: {_NUM} bytes sent per client", 5e-8),
+        Quote(rf"{_NUM}x the raw bytes \({_NUM} parameters",
+              rf"vs {_NUM} for the raw float32 update \({_NUM}x\)", 0.005, figures=lambda raw, x: (x, raw / 4)),
+        Quote(rf"bytes {_NUM}-{_NUM}x with all peers, ~{_NUM}-{_NUM}x with neighbours",
+              "".join(rf" {n} all n-1 [\d.]+ [\d.]+ {_NUM}x {n} k = 2 log2 n [\d.]+ [\d.]+ {_NUM}x" for n in (20, 50, 100)),
+              0.005, figures=lambda *x: (min(x[::2]), max(x[::2]), min(x[1::2]), max(x[1::2]))),
+        Quote(rf"that is a third more than the raw update \({_NUM}x in the table\)",
+              rf" 100 all n-1 [\d.]+ [\d.]+ {_NUM}x", 0.005),
+        Quote(rf"10 rounds differ from plain FedAvg by ~{_NUM},",
+              rf"largest difference from plain FedAvg over 10 rounds: {_NUM}", 5e-9),
+        Quote(rf"test accuracy ~{_NUM}\.", rf"test accuracy after 10 secure rounds: {_NUM}", 0.005),
+    ],
     "08_differential_privacy.ipynb": [
         *[
             Quote(rf"agree on \$\\varepsilon \\approx {_NUM}\$; PLD and PRV say about \*\*{_NUM}\*\*",
@@ -163,7 +177,7 @@ QUOTES: dict[str, list[Quote]] = {
         Quote(rf"from about {_NUM} days of their own it wins", r"beats the global one .* from day (\d+)", 0),
     ],
 }
-"""Per solution notebook, the figures its markdown quotes from its own outputs (lessons 05, 08-10, 12 so far)."""
+"""Per solution notebook, the figures its markdown quotes from its own outputs (lessons 05, 07-10, 12 so far)."""
 
 
 COMPUTED: dict[str, list[tuple[str, Callable[[], tuple], float | None]]] = {
