@@ -55,14 +55,15 @@ class Quote:
         Regular expression on the executed text outputs (whitespace collapsed); each group is a printed number.
     tol
         How far a quoted figure may be from the printed one: its rounding (0.005 for two decimals) or, for an
-        "about", what the sentence still holds with.
+        "about", what the sentence still holds with; ``None``: each figure's own rounding (half a unit of its
+        last quoted digit).
     figures
         Maps the output's numbers to the quoted figures (e.g. a difference in points); default: as printed.
     """
 
     text: str
     output: str
-    tol: float
+    tol: float | None
     figures: Callable[..., tuple] | None = None
 
 
@@ -115,6 +116,14 @@ QUOTES: dict[str, list[Quote]] = {
               rf"PRV {_NUM}\.",
               rf"1000 steps, delta = 1e-05 fedlab\.dp \(yours, RDP\) {_NUM} Opacus RDP {_NUM} dp_accounting RDP "
               rf"[\d.]+ dp_accounting PLD {_NUM} Opacus PRV {_NUM}", 0.0005),
+        Quote(rf"Even at \$\\varepsilon \\approx {_NUM}\$ the bound allows {_NUM};",
+              rf"(?<![\d.])5 {_NUM} [\d.]+ ± [\d.]+ [\d.]+ ± [\d.]+ {_NUM}(?![\d.])", None),
+        Quote(rf"AUC {_NUM} without noise, {_NUM} at \$z = 1\$ \(\$\\varepsilon\$ {_NUM}\), {_NUM} at \$z = 1\.5\$ "
+              rf"\(\$\\varepsilon\$ {_NUM}\), {_NUM} at \$z = 5\$ \(\$\\varepsilon\$ {_NUM}\), while the accuracy falls "
+              rf"{_NUM} → {_NUM} → {_NUM} → {_NUM}\.",
+              rf"(?<![\d.])0 inf {_NUM} ± [\d.]+ {_NUM} ± .*?(?<![\d.])1 {_NUM} {_NUM} ± [\d.]+ {_NUM} ± "
+              rf".*?(?<![\d.])1\.5 {_NUM} {_NUM} ± [\d.]+ {_NUM} ± .*?(?<![\d.])5 {_NUM} {_NUM} ± [\d.]+ {_NUM} ±", None,
+              figures=lambda a0, m0, e1, a1, m1, e15, a15, m15, e5, a5, m5: (m0, m1, e1, m15, e15, m5, e5, a0, a1, a15, a5)),
         Quote(rf"Noise for \$\\varepsilon\$ 1 / 3 / 8 at \$q = 0\.05\$, 100 rounds: {_NUM} / {_NUM} / {_NUM}\.",
               rf"q = 0\.05, 100 rounds: noise multiplier for epsilon 1 / 3 / 8 = {_NUM} / {_NUM} / {_NUM}", 0.005),
     ],
@@ -255,10 +264,11 @@ def drift(nb, quotes) -> list[str]:
         quoted, measured = _numbers(said), _numbers(printed)
         if q.figures is not None:
             measured = [float(v) for v in q.figures(*measured)]
-        if len(quoted) != len(measured) or any(abs(a - b) > q.tol + 1e-9 for a, b in zip(quoted, measured)):
+        tols = [q.tol if q.tol is not None else _rounding(g) for g in said.groups()]
+        if len(quoted) != len(measured) or any(abs(a - b) > t + 1e-9 for a, b, t in zip(quoted, measured, tols)):
             problems.append(
                 f"the markdown says {said.group(0)!r} ({quoted}); the outputs say {printed.group(0)!r} "
-                f"({[round(m, 4) for m in measured]}, tolerance {q.tol})"
+                f"({[round(m, 4) for m in measured]}, tolerance {q.tol if q.tol is not None else 'their rounding'})"
             )
     return problems
 
