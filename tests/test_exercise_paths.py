@@ -4,18 +4,21 @@ Each ``tests/mistakes/lessonNN.py`` lists, beside its ``MISTAKES``, ``PATHS = {e
 the cases the exercise text names (``"batch_size=None: the full batch (FedSGD)"``) and the test that exercises
 each. The audit fails when a lesson in :data:`AUDITED` (or any lesson module that defines ``PATHS``) has an
 exercise without paths, a path whose test does not exist, or one whose test is not in the quick check.
-Every stub of an audited lesson must also carry a ``### HINT:`` line.
+Every stub of every lesson must also carry a ``### HINT:`` line, and every exercise's title in its lesson's
+markdown must use the id its check prints: ``Exercise 06.1``, not ``Exercise 6.1`` or a shared
+``Exercises 11.1 and 11.2`` heading.
 """
 
 import importlib
 import pkgutil
+import re
 
 import pytest
 
 import tests.mistakes
 from fedlab import checks, course
 
-AUDITED = ("00", "01", "02", "03", "04", "05", "07", "08")
+AUDITED = ("00", "01", "02", "03", "04", "05", "06", "07", "08", "09", "10", "11", "12")
 """Lessons whose every exercise must list its named paths (add a lesson here once its PATHS table exists)."""
 
 
@@ -67,9 +70,11 @@ def test_the_audit_fails_on_a_path_only_the_grader_runs():
     assert any("quick check does not run" in p for p in problems) and any("02.4: no named paths" in p for p in problems)
 
 
-@pytest.mark.parametrize("lesson", AUDITED)
-def test_every_stub_carries_a_hint(lesson):
-    path = sorted(course.SOLUTIONS_DIR.glob(f"{lesson}_*.ipynb"))[0]
+SOLUTIONS = sorted(course.SOLUTIONS_DIR.glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_every_stub_carries_a_hint(path):
     nb = course.read_notebook(path)
     bare = [
         ex
@@ -79,3 +84,32 @@ def test_every_stub_carries_a_hint(lesson):
         if "### BEGIN SOLUTION" in course.cell_source(c) and "### HINT:" not in course.cell_source(c)
     ]
     assert not bare, f"{path.name}: stubs without a ### HINT: line: {bare}"
+
+
+def untitled(nb) -> list[str]:
+    """The exercises of a notebook whose id no markdown cell before their code cell names as ``Exercise NN.k``."""
+    missing, text = [], ""
+    for c in nb.cells:
+        if c.cell_type == "markdown":
+            text += c.source + "\n"
+        for ex in course.cell_exercises(c) if c.cell_type == "code" else ():
+            if not re.search(rf"\bExercise {re.escape(ex)}(?![0-9])", text):
+                missing.append(ex)
+    return missing
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_every_exercise_title_uses_the_id_its_check_prints(path):
+    missing = untitled(course.read_notebook(path))
+    assert not missing, f"{path.name}: no 'Exercise NN.k' title before the exercise cells of {missing}"
+
+
+def test_the_title_audit_fails_on_a_short_id():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("def f(): ...", metadata={"fedlab": {"exercise": "06.1"}})
+    nb.cells = [nbformat.v4.new_markdown_cell("## The mock (Exercise 6.1)"), cell]
+    assert untitled(nb) == ["06.1"]
+    nb.cells[0].source = "### Exercise 06.1: the mock"
+    assert untitled(nb) == []

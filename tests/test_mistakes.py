@@ -74,3 +74,10 @@ def test_mistake_fails_its_check_with_a_message_naming_it(mistake):
 def test_mistake_names_are_unique_per_exercise():
     counts = Counter((m.exercise, m.name) for m in MISTAKES)
     assert not [k for k, n in counts.items() if n > 1], "duplicate mistake names"
+
+
+def test_every_exercise_of_every_lesson_has_at_least_two_catalogued_mistakes():
+    counts = Counter(m.exercise for m in MISTAKES)
+    lessons = [k for k in checks.LESSON_MODULES if k != "99"]  # 99 is the grader's demo lesson
+    thin = {ex.id: counts[ex.id] for lesson in lessons for ex in checks.lesson_exercises(lesson) if counts[ex.id] < 2}
+    assert not thin, f"exercises with fewer than 2 catalogued mistakes: {thin}"

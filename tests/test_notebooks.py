@@ -5,7 +5,8 @@ Python (``PYTHONHASHSEED=0``), 300 s per cell, with the working folder set to
 the notebook's own folder, as Jupyter does (``solutions/``, ``notebooks/`` and
 ``work/`` sit at the same depth, so relative paths behave the same in all
 three). Wall times are printed and written to ``notebook_times.json`` in
-pytest's temporary folder.
+pytest's temporary folder. After a solution notebook runs, the figures its
+markdown quotes are read back from its outputs (``tests/test_text_drift.py``).
 
 ``make test`` runs the suite with two xdist workers (``--dist loadfile``): a
 clean-clone run of the whole suite took 11.6 min of test time on the 2-core CI
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from fedlab import course, grader
+from tests.test_text_drift import QUOTES, drift
 
 pytestmark = pytest.mark.slow
 
@@ -76,6 +78,8 @@ def tmp_root(tmp_path_factory):
 def test_solution_notebook_runs_without_errors(path, tmp_root):
     nb = execute(path, allow_errors=False, tmp_root=tmp_root, label=f"{path.parent.name}/{path.name}")
     assert not errors_of(nb)
+    drifted = drift(nb, QUOTES.get(path.name, ()))  # the figures the markdown quotes, read back from the outputs
+    assert not drifted, f"{path.name}: the text quotes figures its outputs no longer give:\n" + "\n".join(drifted)
 
 
 @pytest.mark.parametrize("path", STUDENTS, ids=lambda p: p.name if p else "99_demo.ipynb(student)")

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from fedlab import capstone, dp, secagg
+from fedlab import params as P
 from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_equal, register
 
 # ---- 10.1 private_round -------------------------------------------------------------------------
@@ -31,11 +32,56 @@ def _deltas(n, *, seed, scale=0.3, shapes=((2, 3), (2,))):
     return [[(scale * rng.standard_normal(s)).astype(np.float32) for s in shapes] for _ in range(n)]
 
 
+def _round_slips(deltas, *, clip_norm, noise_multiplier, expected_clients, bits, rng) -> dict:
+    """Known wrong rounds, each with the noise drawn as the reference draws it (same seed, same order)."""
+    n, s, z, e = len(deltas), float(clip_norm), float(noise_multiplier), float(expected_clients)
+    clipped = np.stack([P.flatten(dp.clip_update(d, max_norm=s)) for d in deltas]).astype(np.float64)
+    raw = np.stack([P.flatten(d) for d in deltas]).astype(np.float64)
+    config = secagg.Config(num_clients=n, threshold=capstone.threshold_for(n), dim=raw.shape[1], clip=s, bits=bits)
+
+    def protocol(x):
+        return config.decode(secagg.plain_sum(x, config=config, clients=range(n)))
+
+    def released(total, *, divide=e, std=z * s / e):
+        gen = np.random.default_rng(rng)
+        return P.unflatten(
+            np.concatenate([(t / divide + std * gen.standard_normal(t.shape)).ravel()
+                            for t in P.unflatten(total, deltas[0])]),  # fmt: skip
+            deltas[0],
+        )
+
+    slips = {
+        "divided by the number of clients n, not by expected_clients (q N, fixed before sampling: dividing "
+        "by the count would tell who took part)": released(protocol(clipped), divide=n, std=z * s / n),
+        "the sum divided by n but the noise scaled by q N: divide by expected_clients everywhere": released(
+            protocol(clipped), divide=n
+        ),
+        "the exact float sum, not the protocol's fixed-point sum: the server only learns what "
+        "secagg.run_round(...).sum decodes": released(clipped.sum(axis=0)),
+        "the updates not clipped to L2 norm clip_norm: the fixed-point encoding only clamps each coordinate to "
+        "[-S, S]; clip each update with dp.clip_update first": released(protocol(raw)),
+    }
+    if z > 0:
+        slips["noise of std z S on the average: the noise N(0, (z S)^2) goes on the SUM, so on the average its "
+              "std is z S / (q N)"] = released(protocol(clipped), std=z * s)  # fmt: skip
+        slips["noise of std z S / (q N) added to the SUM before dividing by q N: add N(0, (z S)^2) to the sum, "
+              "or z S / (q N) to the average"] = released(protocol(clipped), std=z * s / e**2)  # fmt: skip
+        slips["no noise at all: add noise_multiplier * clip_norm / expected_clients * gen.standard_normal(shape) "
+              "to every tensor of the average"] = released(protocol(clipped), std=0.0)  # fmt: skip
+    return slips
+
+
 def _round(answer, deltas, *, what, **kw):
     got = answer(deltas, **kw)
     want = capstone.private_round(deltas, secure=False, **kw).average
     if not isinstance(got, list | tuple) or len(got) != len(want):
         raise CheckFailed(f"{what}: expected a list of {len(want)} arrays (one per model tensor), got {got!r:.80}")
+    if not all(np.shape(g) == w.shape and np.allclose(g, w, rtol=0, atol=2e-6) for g, w in zip(got, want)):
+        flat = np.concatenate([np.asarray(g, np.float64).ravel() for g in got])
+        for desc, ref in _round_slips(deltas, **kw).items():
+            ref = np.concatenate([np.asarray(r, np.float64).ravel() for r in ref])
+            if flat.shape == ref.shape and np.allclose(flat, ref, rtol=1e-5, atol=2e-6):
+                raise CheckFailed(f"{what}: yours looks like {desc}. Hint: {_ROUND_HINT}")
     for i, (g, w) in enumerate(zip(got, want)):
         expect_close(g, w, what=f"{what}, tensor {i}", hint=_ROUND_HINT, rtol=0, atol=2e-6)
 
@@ -74,12 +120,40 @@ def _t_round_generator(answer):
 _EPS_HINT = "acc = dp.Accountant(); for q, z, rounds in schedule: acc = acc.step(q=q, noise_multiplier=z, steps=rounds)"
 
 
+def _eps_of(schedule, delta) -> float:
+    acc = dp.Accountant()
+    for q, z, t in schedule:
+        acc = acc.step(q=q, noise_multiplier=z, steps=t)
+    return acc.epsilon(delta=delta)
+
+
+def _eps_slips(schedule, delta) -> dict:
+    """Known wrong epsilons of a schedule: ``{what the slip is: the epsilon it gives}``."""
+    return {
+        "0, the epsilon of an empty accountant: acc.step(...) returns a NEW accountant (it does not change acc); "
+        "write acc = acc.step(...)": 0.0,
+        "the last phase only: one accountant must see every phase (create it once, before the loop)": _eps_of(
+            schedule[-1:], delta
+        ),
+        "each phase's epsilon added up: compose in RDP (one accountant stepped through every phase) and convert "
+        "to epsilon once, at the end": sum(_eps_of([phase], delta) for phase in schedule),
+        "one round per phase: steps= is the phase's number of rounds": _eps_of(
+            [(q, z, 1) for q, z, _ in schedule], delta
+        ),
+    }
+
+
 def _eps(answer, schedule, delta, what):
     got = answer(schedule, delta=delta)
     acc = dp.Accountant()
     for q, z, t in schedule:
         acc = acc.step(q=q, noise_multiplier=z, steps=t)
     want = acc.epsilon(delta=delta)
+    if isinstance(got, int | float | np.floating) and not math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-9):
+        named = [d for d, v in _eps_slips(schedule, delta).items() if math.isclose(got, v, rel_tol=1e-6, abs_tol=1e-9)
+                 and not math.isclose(v, want, rel_tol=1e-6, abs_tol=1e-9)]  # fmt: skip
+        if named:
+            raise CheckFailed(f"{what}: expected {want:.6g}, got {got:.6g}; yours looks like {named[0]}")
     if math.isinf(want):
         if not (isinstance(got, int | float | np.floating) and math.isinf(got)):
             raise CheckFailed(f"{what}: expected inf (no noise: no guarantee), got {got!r}")
@@ -112,10 +186,30 @@ _BYTES_HINT = (
 )
 
 
+def _bytes_slips(n, d, bits) -> dict:
+    """Known wrong byte counts: ``{what the slip is: the count it gives}``."""
+    advertise, share, masked, unmask = 4 + 2 * 32, 4 + 32 + (n - 1) * 96, 4 + math.ceil(d * bits / 8), 4 + 36 * n
+    right = advertise + share + masked + unmask
+    return {
+        "d * bits // 8 for the masked input: a partly used last byte is still sent, round UP "
+        "(math.ceil(dim * bits / 8))": right - masked + 4 + d * bits // 8,
+        "the masked input counted in bits, not bytes: divide dim * bits by 8": right - masked + 4 + d * bits,
+        "the masked input as float32 (4 bytes a value): it is a vector of bits-bit ring elements, "
+        "ceil(dim * bits / 8) bytes": right - masked + 4 + 4 * d,
+        "shares for all n clients: a client sends one encrypted pair to each OTHER client, n - 1 of them": right
+        + 96,
+        "unmasking shares for n - 1 clients: a client answers for every client of the round, itself included "
+        "(36 bytes each, n of them)": right - 36,
+        "the 4-byte sender id left out of the four messages: every message starts with it": right - 16,
+    }
+
+
 def _bytes(answer, n, d, bits):
     got = answer(num_clients=n, dim=d, bits=bits)
     want = int(capstone.protocol_bytes(num_clients=n, dim=d, bits=bits)[0])
-    expect_equal(got, want, what=f"{n} clients, {d} parameters, {bits}-bit ring", hint=_BYTES_HINT)
+    named = [k for k, v in _bytes_slips(n, d, bits).items() if v != want and got == v]
+    hint = f"yours looks like {named[0]}. {_BYTES_HINT}" if named else _BYTES_HINT
+    expect_equal(got, want, what=f"{n} clients, {d} parameters, {bits}-bit ring", hint=hint)
 
 
 def _t_bytes_known(answer):
@@ -143,7 +237,7 @@ register(
         (
             Test("no_noise", _t_round_no_noise),
             Test("coarse_bits", _t_round_coarse_bits),
-            Test("with_noise", _t_round_noise, in_check=False),
+            Test("with_noise", _t_round_noise),
             Test("generator_and_shapes", _t_round_generator, in_check=False),
         ),
         hint=_ROUND_HINT,

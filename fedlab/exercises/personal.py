@@ -249,7 +249,7 @@ register(
         (
             Test("few_steps", _t_ft_few_steps),
             Test("many_steps", _t_ft_many_steps),
-            Test("zero_steps", _t_ft_zero, in_check=False),
+            Test("zero_steps", _t_ft_zero),
             Test("uneven_last_batch", _t_ft_uneven, in_check=False),
         ),
     ),

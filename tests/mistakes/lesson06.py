@@ -91,3 +91,30 @@ def release_check(files, log, *, expected):
 ''',
     ),
 ]
+
+PATHS = {
+    "06.1": {
+        "the shape and dtype of x and of y": "schema",
+        "each column normal with the real column's mean and std; labels with the class frequencies": "marginals",
+        "no real row": "no_real_rows",
+        "not a real row plus a little noise": "not_a_noisy_copy",
+        "draw only from rng": "seeded",
+    },
+    "06.2": {
+        "x float32 and y int64 from xy's columns": "logreg",
+        "fedavg.client_update with rng=seed": "logreg",
+        "{'delta', 'n', 'loss'}: exactly these three keys": "logreg",
+        "batch_size=None: the full batch": "mlp_full_batch",
+    },
+    "06.3": {
+        "the n-weighted mean delta and the n-weighted mean loss": "weighted_known_answer",
+        "float32 arrays": "float32",
+    },
+    "06.5": {
+        "None to release a clean result": "clean_result",
+        "an output file not in expected: 'unexpected output'": "unexpected_file",
+        "an expected file missing: 'missing output'": "missing_file",
+        "a log with a non-blank line: mentions 'log'": "log_is_a_disclosure",
+        "checked in this order": "order",
+    },
+}

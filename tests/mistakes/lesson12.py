@@ -37,3 +37,28 @@ MISTAKES = [
     Mistake("12.4", "ratio_upside_down", ("(0.65 - 0.60) / (0.70 - 0.60)",),
             edits=(("(personal_dp_accuracy - dp_accuracy) / lost", "lost / (personal_dp_accuracy - dp_accuracy)"),)),
 ]
+
+PATHS = {
+    "12.1": {
+        "the share of each user's own rows where pred == y": "known_answer",
+        "nan for a user without rows": "known_answer",
+        "every user counts once, whatever their number of days": "per_user_not_per_day",
+    },
+    "12.2": {
+        "stop after exactly k steps (less than an epoch)": "few_steps",
+        "a fresh random order each epoch, epochs = ceil(k / steps per epoch)": "many_steps",
+        "the model, not the delta; params unchanged": "few_steps",
+        "k = 0: the global model itself": "zero_steps",
+    },
+    "12.3": {
+        "lam = 0: a plain full-batch step from v": "no_pull",
+        "the pull lam * (v - w), times lr": "pull",
+        "the gradient at v, not at w": "gradient_at_v",
+        "neither v nor w changed": "pull",
+    },
+    "12.4": {
+        "(personal_dp - dp) / (global - dp)": "half",
+        "clipped to [0, 1]": "clipped",
+        "nan when DP lost nothing": "nothing_lost",
+    },
+}
