@@ -277,7 +277,7 @@ def test_cannot_read_or_signal_the_grader(kernel):
 
 def test_a_process_left_behind_dies_with_the_kernel(course):
     box = Box(course_root=course)
-    marker = "987123"
+    marker = f"9871{os.getpid()}"  # unique to this run
     try:
         result = box.run(f"""
             import subprocess
