@@ -147,6 +147,7 @@ class SandboxInfo:
     kind: str
     reason: str
     bwrap: str | None = None
+    userns_locked: bool = True
 
 
 _probed: SandboxInfo | None = None
@@ -169,23 +170,33 @@ def _system_args() -> list[str]:
             args += ["--ro-bind", top, top]
     for item in ETC:
         args += ["--ro-bind-try", item, item]
-    return args + ["--proc", "/proc", "--dev", "/dev"]
+    # /tmp: an empty, read-only folder (the kernel's temp is TMPDIR); the inner bwrap mounts its scratch on it.
+    return args + ["--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--dir", "/tmp"]
 
 
-def _namespace_args() -> list[str]:
+def _namespace_args(locked: bool) -> list[str]:
     args = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     args += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
     if os.geteuid() != 0:
-        args.append("--unshare-user")
+        args += ["--unshare-user", "--disable-userns"] if locked else ["--unshare-user"]
     return args
 
 
-def _drop_args(uid: int, limits: SandboxLimits) -> list[str]:
-    """The command prefix run inside: drop to ``uid`` (root only), then set the limits and exec."""
+def _drop_args(uid: int, limits: SandboxLimits, *, bwrap: str, locked: bool, cwd: str = "/") -> list[str]:
+    """The command prefix run inside: drop to ``uid`` (root only), lock user namespaces, set the limits, exec.
+
+    Root's sandbox has no user namespace (so that the kernel's uid is a real, unprivileged one that
+    ``RLIMIT_NPROC`` counts); without one the kernel could make its own and, in it, mount a tmpfs (memory
+    no limit sees) or reach more of the kernel's surface. So after dropping to ``uid``, a second, unprivileged
+    bwrap puts the kernel in a user namespace that may not create any more (``--disable-userns``).
+    """
     drop = []
     if os.geteuid() == 0:
         drop = [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all"]
         drop += ["--bounding-set=-all", "--no-new-privs"]
+        if locked:
+            drop += [bwrap, "--dev-bind", "/", "/", "--unshare-user", "--disable-userns", "--die-with-parent"]
+            drop += ["--chdir", cwd, "--"]
     mb = 1024 * 1024
     return drop + [
         PRLIMIT,
@@ -227,16 +238,26 @@ def _probe() -> SandboxInfo:
     for tool in (PRLIMIT,) + ((SETPRIV,) if os.geteuid() == 0 else ()):
         if not os.access(tool, os.X_OK):
             return SandboxInfo("none", f"{tool} is missing (Debian: util-linux)")
-    limits = SandboxLimits()
-    cmd = [bwrap, *_system_args(), *_namespace_args(), *_caps_args(), "--", *_drop_args(UID_RANGE[0], limits), "true"]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return SandboxInfo("none", f"bwrap could not run: {err}", bwrap)
-    if done.returncode != 0:
-        said = (done.stderr or done.stdout).strip().splitlines()
-        return SandboxInfo("none", f"bwrap refused to start a sandbox: {said[-1] if said else done.returncode}", bwrap)
-    return SandboxInfo("bwrap", "bubblewrap works: no network, read-only course, own folder, limits", bwrap)
+    said = ""
+    for locked in (True, False):
+        inside = [*_drop_args(UID_RANGE[0], SandboxLimits(), bwrap=bwrap, locked=locked), "true"]
+        cmd = [bwrap, *_system_args(), *_namespace_args(locked), *_caps_args(), "--", *inside]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return SandboxInfo("none", f"bwrap could not run: {err}", bwrap)
+        if done.returncode == 0:
+            if locked:
+                return SandboxInfo("bwrap", "bubblewrap works: no network, read-only course, own folder, limits", bwrap)
+            return SandboxInfo(
+                "bwrap",
+                f"bubblewrap works, but cannot stop the kernel from making user namespaces ({said})",
+                bwrap,
+                userns_locked=False,
+            )
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        said = lines[-1] if lines else f"exit code {done.returncode}"
+    return SandboxInfo("none", f"bwrap refused to start a sandbox: {said}", bwrap)
 
 
 def warning(info: SandboxInfo) -> str:
@@ -313,6 +334,7 @@ class Sandbox:
         if info.kind != "bwrap":
             raise RuntimeError(f"no sandbox available: {info.reason}")
         self.bwrap = info.bwrap
+        self.locked = info.userns_locked
         self.limits = limits
         self.uid = UID_RANGE[0] + secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) if os.geteuid() == 0 else os.getuid()
         self.shown = self._shown(root.resolve(), expose, python)
@@ -349,7 +371,7 @@ class Sandbox:
     def argv(self, argv: list[str], *, env: dict[str, str]) -> list[str]:
         """``argv`` (the kernel's command) run inside the sandbox, stderr to :attr:`log`, with ``env`` filtered."""
         args = [self.bwrap, *_system_args()]
-        made: set[str] = set()
+        made = {"/tmp"}
         for dest in [*self.shown, self.workdir, self.ipc, self.conn]:
             for parent in _ancestors(dest):
                 if parent not in made and not any(_under(parent, s) for s in self.shown):
@@ -365,10 +387,12 @@ class Sandbox:
                 args += ["--tmpfs", path, "--remount-ro", path]
             elif os.path.exists(path):
                 args += ["--ro-bind", "/dev/null", path]
-        args += ["--remount-ro", "/", *_namespace_args(), *_caps_args(), "--chdir", self.workdir, "--clearenv"]
+        args += ["--remount-ro", "/", *_namespace_args(self.locked), *_caps_args(), "--chdir", self.workdir]
+        args.append("--clearenv")
         for key, value in sorted(_environment(env, self.workdir).items()):
             args += ["--setenv", key, value]
-        return [*args, "--", *_drop_args(self.uid, self.limits), *argv]
+        inside = _drop_args(self.uid, self.limits, bwrap=self.bwrap, locked=self.locked, cwd=self.workdir)
+        return [*args, "--", *inside, *argv]
 
     def kernel_manager(self, cls=None, **kwargs):
         """An instance of a subclass of ``cls`` (default ``jupyter_client.KernelManager``) whose kernel runs here.

@@ -194,6 +194,26 @@ def test_writes_only_into_its_own_folder(kernel, course):
     assert not (course / "fedlab" / "new.py").exists()
 
 
+def test_nothing_else_is_writable_and_no_user_namespace_can_widen_that(kernel):
+    result = kernel.run("""
+        import os, subprocess
+        writable = []
+        for top in sorted(set(os.listdir("/")) - {"proc", "sys"}):
+            for folder, dirs, _ in os.walk("/" + top):
+                if os.access(folder, os.W_OK):
+                    writable.append(folder)
+                    dirs.clear()
+        print("writable", writable)
+        made = subprocess.run(["unshare", "-Urm", "sh", "-c", "mount -t tmpfs none /usr && echo MOUNTED"],
+                              capture_output=True, text=True)
+        print("unshare", made.returncode, made.stdout.strip())
+    """)
+    assert result["status"] == "ok", result
+    writable = eval(result["out"].split("writable", 1)[1].split("\n", 1)[0].strip())
+    assert writable and all(w.startswith((kernel.box.workdir, kernel.box.ipc)) for w in writable), writable
+    assert "MOUNTED" not in result["out"] and "unshare 0" not in result["out"]
+
+
 def test_sees_neither_other_submissions_nor_solutions_nor_hidden_tests(kernel, course):
     hidden = {
         "other submission": course.parent / "room" / "bob.ipynb",
@@ -257,7 +277,8 @@ def test_cannot_read_or_signal_the_grader(kernel):
             print("READ", open("/proc/{grader}/cmdline", "rb").read())
         except OSError as err:
             print("no cmdline", err.errno)
-        for pid in ({grader}, os.getppid(), 1):
+        print("parent is the grader:", os.getppid() == {grader})
+        for pid in ({grader}, 1):  # the sandbox's init is root's; its parent, a bwrap of its own, would be suicide
             try:
                 os.kill(pid, signal.SIGTERM)
                 print("KILLED", pid)
@@ -267,7 +288,7 @@ def test_cannot_read_or_signal_the_grader(kernel):
     """)
     assert result["status"] == "ok", result
     assert "READ" not in result["out"] and "KILLED" not in result["out"]
-    assert "no cmdline" in result["out"]
+    assert "no cmdline" in result["out"] and "parent is the grader: False" in result["out"]
     assert os.getuid() == 0 or f"uid {os.getuid()}" in result["out"]
     if os.geteuid() == 0:
         assert "uid 0 " not in result["out"]
