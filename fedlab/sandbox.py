@@ -25,11 +25,16 @@ package ``bubblewrap``), each submission's kernel gets:
   the kernel ends or is shut down.
 - **an unprivileged identity and resource limits** (:class:`SandboxLimits`):
   address space (``RLIMIT_AS``), processes and threads (``RLIMIT_NPROC``),
-  file size, open files, no core dumps. Root ignores ``RLIMIT_NPROC``, so when
-  the grader runs as root (CI), the kernel runs as a fresh uid of its own
-  (``setpriv``, util-linux) and the process limit counts that sandbox's
-  processes only; as an ordinary user bwrap makes a user namespace and the
-  limit is set inside it, which (Linux >= 5.14) also counts per sandbox.
+  file size, open files, no core dumps (``prlimit``, util-linux). Root ignores
+  ``RLIMIT_NPROC``, so when the grader runs as root (CI), the kernel runs as a
+  fresh uid of its own (``setpriv``, util-linux; no capabilities, no new
+  privileges) and the process limit counts that sandbox's processes only; as
+  an ordinary user bwrap makes a user namespace and the limit is set inside
+  it, which (Linux >= 5.14) also counts per sandbox.
+- **no user namespaces of its own** (``--disable-userns``, bwrap >= 0.8): in
+  one, the kernel could mount a tmpfs (memory that ``RLIMIT_AS`` does not see)
+  or reach more of the Linux kernel. As root this takes a second,
+  unprivileged bwrap inside the first (after the uid drop), costing a few ms.
 - **a clean environment**: only the variables of :data:`ENV_KEEP` pass
   (no tokens or paths of the instructor's shell).
 
@@ -120,12 +125,15 @@ _PROCESS_WORDS = ("Resource temporarily unavailable", "can't start new thread", 
 class SandboxLimits:
     """Resource limits of one sandboxed kernel (each process of it, for memory).
 
-    Defaults, measured on this course's environment: ``import torch, numpy,
-    fedlab`` plus a small training step needs about 1.4 GB of address space
-    (torch maps large areas it never touches), so ``memory_mb=4096`` leaves
-    room for the lessons. ``processes=256`` counts threads too: a kernel with
-    torch uses about 10 with ``OMP_NUM_THREADS=1`` and one more per core it
-    is allowed, so 256 keeps a 64-core machine working and a fork bomb small.
+    Defaults, measured in the sandbox on this course's environment (torch 2.13
+    CPU, 2 cores): ``import torch, numpy, fedlab`` and 20 steps of a 256-512-10
+    MLP on 2048 rows peak at 0.9 GB of address space (1.2 GB without
+    ``MALLOC_ARENA_MAX=2``, which the sandbox sets unless given; torch maps
+    more than it touches), so ``memory_mb=4096`` leaves room for the lessons.
+    ``processes=256`` counts threads too: that kernel runs 11 with
+    ``OMP_NUM_THREADS=1``, 13 with torch's default 2 threads, one more per
+    core it may use, so 256 keeps a 64-core machine working and a fork bomb
+    small.
     """
 
     memory_mb: int = 4096
