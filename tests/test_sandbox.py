@@ -390,6 +390,34 @@ def test_a_fork_bomb_hits_the_process_limit_and_is_cleaned_up(course):
         assert eventually(lambda: host_processes_of(uid)) == 0  # ... and are gone with the kernel
 
 
+def test_one_sandboxs_fork_bomb_leaves_the_next_one_its_processes(course):
+    bomb = Box(course_root=course, limits=sandbox.SandboxLimits(processes=64))
+    other = Box(course_root=course, limits=sandbox.SandboxLimits(processes=64))
+    try:
+        held = bomb.run("""
+            import os
+            read, write = os.pipe()
+            try:
+                while True:
+                    if os.fork() == 0:
+                        os.close(write)
+                        os.read(read, 1)
+                        os._exit(0)
+            except BlockingIOError:
+                print("bomb stopped")
+        """)
+        assert "bomb stopped" in held["out"], held
+        result = other.run("""
+            import subprocess
+            print("spawned", sum(subprocess.run(["true"]).returncode == 0 for _ in range(20)))
+        """)
+    finally:
+        bomb.close()
+        other.close()
+    assert result["status"] == "ok" and "spawned 20" in result["out"], result
+    assert bomb.box.uid != other.box.uid or os.geteuid() != 0
+
+
 def test_a_dead_kernel_is_classified_from_its_exit_and_its_stderr(course):
     box = Box(course_root=course)
     try:
