@@ -63,13 +63,14 @@ Decisions (where the issue is silent):
   them); the connection file (with the HMAC key) in a root-only folder bound
   read-only, so the grader never writes through a link the kernel placed.
 
-Plugging into a jupyter_client kernel manager::
+Plugging into a jupyter_client kernel manager (the grader's ``kernel_manager`` does this)::
 
-    box = Sandbox(course_root=ROOT, hide=[ROOT / "instructor"])
-    km = box.kernel_manager(KernelManager, kernel_name="python3", kernel_spec_manager=...)
-    km.start_kernel(cwd=box.workdir, env=env)
-    ...
-    km.shutdown_kernel(now=True); box.cleanup()
+    box = Sandbox(course_root=ROOT, hide=[hidden_tests_dir, room_dir, gradebook_dir])
+    km = box.kernel_manager(KernelManager, kernel_name="python3", kernel_spec_manager=..., client_factory=...)
+    km.start_kernel(env=env)          # runs in box.workdir; env is filtered (ENV_KEEP)
+    ...                               # km.interrupt_kernel() sends a message; exit_status(km) after a death
+    km.shutdown_kernel(now=True)      # the PID namespace and all it holds die
+    box.cleanup()
 """
 
 from __future__ import annotations
