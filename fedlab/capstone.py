@@ -338,23 +338,22 @@ def _flip_per_round_distributed(n_users: int, q: float, rate: float, m: int) -> 
     # earlier (3 rate / 4: not in the sum); draw_dropouts draws the phase uniformly from secagg.PHASES
     probs = (1.0 - rate, rate / len(secagg.PHASES), rate * (len(secagg.PHASES) - 1) / len(secagg.PHASES))
     logs = [math.log(p) if p > 0 else -np.inf for p in probs]
+    log_fact = dp._gammaln(np.arange(1, n_users + 3, dtype=np.float64))  # log k! for k = 0 .. n_users + 1
     worst = 0.0
     for others in (n_users - 1, n_users):
         pk = np.exp(_log_binom_pmf(others, q))
         total = 0.0
         for k in np.flatnonzero(pk > 1e-30):
             k = int(k)
-            j = np.arange(k + 1, dtype=np.float64)[:, None]  # never drop
-            a = np.arange(k + 1, dtype=np.float64)[None, :]  # drop at 'unmask'
-            rest = k - j - a
-            valid = rest >= 0
-            rest = np.where(valid, rest, 0.0)
-            with np.errstate(invalid="ignore"):
-                logw = dp._gammaln(np.float64(k + 1)) - dp._gammaln(j + 1) - dp._gammaln(a + 1) - dp._gammaln(rest + 1)
-                for cnt, lp in zip((j, a, rest), logs):
-                    logw = logw + np.where(cnt > 0, cnt * lp, 0.0)
+            ji = np.arange(k + 1)[:, None]  # never drop
+            ai = np.arange(k + 1)[None, :]  # drop at 'unmask'
+            ri = k - ji - ai
+            valid = ri >= 0
+            ri = np.where(valid, ri, 0)
+            logw = log_fact[k] - log_fact[ji] - log_fact[ai] - log_fact[ri]
+            for cnt, lp in zip((ji, ai, ri), logs):
+                logw = logw + np.where(cnt > 0, cnt * lp if lp > -np.inf else -np.inf, 0.0)
             w = np.where(valid, np.exp(logw), 0.0)
-            ji, ai = j.astype(np.int64), a.astype(np.int64)
             before = _released(k, ji, ji + ai, m)
             flip = (
                 probs[0] * (before != _released(k + 1, ji + 1, ji + ai + 1, m))
@@ -530,18 +529,22 @@ def _distributed_noise_for(target, *, num_users, q, rounds, dropout_rate, delta,
     return hi
 
 
-def epsilon_vs_survivors(
-    survivors, *, plan: ddp.Plan, num_users: int, q: float, rounds: int, dropout_rate: float, delta: float = DELTA
-) -> np.ndarray:
-    """Dropouts eat noise: the valid epsilon if every released round carried only ``survivors`` phones' noise.
+def epsilon_vs_survivors(survivors, *, plan: ddp.Plan, q: float, rounds: int, delta: float = DELTA) -> np.ndarray:
+    """Dropouts eat noise: the epsilon if every round released the sum of only ``survivors`` phones.
 
     A phone that drops before its masked input takes its noise share with it. For each ``k`` in
-    ``survivors`` this is :func:`epsilon` (``noise="distributed"``, refusal term included) with the
-    Skellam noise of ``plan.noise_shares(k)`` shares instead of the planned ``min_survivors``: equal to
-    the planned epsilon at ``k = plan.min_survivors``, lower above it (more noise), higher below it and
-    ``inf`` at ``k <= 1`` (no other phone's noise). Rounds below the plan are exactly the ones the
-    protocol refuses to release (:func:`distributed_round`, :class:`fedlab.distributed_dp.NoiseShortfallError`):
-    the curve below ``min_survivors`` is the guarantee that refusal protects.
+    ``survivors`` this is the distributed mechanism's epsilon (:func:`fedlab.distributed_dp.epsilon`
+    with ``survivors=k``: the Skellam noise of ``plan.noise_shares(k)`` shares, Poisson-subsampled at
+    ``q``, ``rounds`` rounds) - the guarantee of a protocol that released whatever survived. It equals
+    the planned mechanism's epsilon at ``k = plan.min_survivors``, is lower above it (more noise),
+    higher below it and ``inf`` at ``k <= 1`` (no other phone's noise).
+
+    Rounds below the plan are exactly the ones this pipeline refuses to release
+    (:func:`distributed_round`, :class:`fedlab.distributed_dp.NoiseShortfallError`): the curve left of
+    ``min_survivors`` is the guarantee the refusal protects. The run's reported epsilon
+    (:meth:`CapstoneHistory.epsilon`) adds the refusal term to the planned value (a decision: the
+    refusal rule's flip term belongs to the protocol that refuses, not to the hypothetical one that
+    releases everything, so it is not part of this curve).
 
     Parameters
     ----------
@@ -549,8 +552,8 @@ def epsilon_vs_survivors(
         Ints in ``[0, plan.cohort]``.
     plan
         The run's plan (:func:`distributed_plan`, or :attr:`CapstoneHistory.plan`).
-    num_users, q, rounds, dropout_rate, delta
-        As :func:`epsilon`.
+    q, rounds, delta
+        Sampling rate, rounds and ``delta``.
 
     Returns
     -------
@@ -565,8 +568,11 @@ def epsilon_vs_survivors(
         raise ValueError(f"survivors={survivors!r}: must be ints in [0, {plan.cohort}] (plan.cohort)")
     d = dp._check_delta(delta)
     t = validate.positive_int("rounds", rounds, minimum=0)
-    return np.array([_distributed_epsilon(plan, num_users=num_users, q=q, rounds=t, dropout_rate=dropout_rate, delta=d,
-                                          survivors=int(k)) for k in ks])  # fmt: skip
+    out = []
+    for k in ks:
+        r = ddp.rdp(plan, q=q, rounds=t, survivors=int(k))
+        out.append(dp.rdp_to_epsilon(rdp=r, orders=ddp.ORDERS, delta=d)[0] if np.any(np.isfinite(r)) else math.inf)
+    return np.array(out, dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------
@@ -1003,8 +1009,7 @@ class CapstoneHistory:
         """:func:`epsilon_vs_survivors` for this distributed run (all its rounds)."""
         if self.plan is None:
             raise ValueError("noise='central': epsilon_vs_survivors is for a run with noise='distributed'")
-        return epsilon_vs_survivors(survivors, plan=self.plan, num_users=int(self.user_bytes.size), q=self.q,
-                                    rounds=self.rounds, dropout_rate=self.dropout_rate, delta=delta)  # fmt: skip
+        return epsilon_vs_survivors(survivors, plan=self.plan, q=self.q, rounds=self.rounds, delta=delta)
 
     @property
     def wrap_rate(self) -> float:
