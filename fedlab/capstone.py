@@ -19,7 +19,8 @@ exact sum of the clipped updates of a round: secure aggregation hides each user'
 and DP is trusted to the server's noise. The alternative, *distributed* noise (each client adds a
 share of discrete noise before masking, Kairouz et al. 2021, "The Distributed Discrete Gaussian
 Mechanism"), protects the sum from the server too, at the price of integer noise, more bits and a
-privacy loss that grows when clients drop; it is not built here.
+privacy loss that grows when clients drop: lesson 13 builds it, ``run(..., noise="distributed")``
+(see "Distributed noise" below); ``noise="central"`` (the default) is lesson 10's pipeline, unchanged.
 
 **Compression under secure aggregation: only the fixed-point width.** A masked vector is
 uniformly random mod ``2^bits``: top-k sparsification or per-client scaling cannot be applied to it
@@ -62,6 +63,33 @@ alone exceeds it. It is small only when small cohorts are rare: over 200 rounds 
 it is 1.9e-7 at 30. (Departure, stated: the fixed-point grid (``frac_bits``) is chosen for the
 actual cohort size, so one user can also move the others' rounding, by at most ``n 2^-(frac_bits+1)``
 per coordinate; at 16 bits that is far below the noise and is not counted.)
+
+Distributed noise (lesson 13, issue 20)
+---------------------------------------
+``run(..., noise="distributed")`` replaces :func:`private_round` by :func:`distributed_round`: each sampled
+phone clips, rotates, rounds, adds its Skellam share and reduces mod ``2^bits``
+(:func:`fedlab.distributed_dp.encode_cohort`) *before* masking, so secure aggregation hands the server a
+noised modular sum and nothing else; it decodes and divides by ``q N``, and adds nothing. Decisions:
+
+- **one public plan per run** (:func:`distributed_plan`), made before any phone is sampled: the ring is
+  sized for :func:`cohort_cap` phones (a Poisson cohort exceeds it with probability ``1e-6`` a round; such
+  a round keeps the plan's noise and scale) and every phone's share for ``min_survivors`` survivors
+  (:func:`min_survivors_for`: the largest whose refusal term stays within ``delta / 10``);
+- **a refused round releases nothing** (secure aggregation's refusals, and fewer than ``min_survivors``
+  noised vectors in the sum: :class:`fedlab.distributed_dp.NoiseShortfallError`). No trusted party can add
+  noise alone; the model does not move;
+- **the accountant** is :mod:`fedlab.distributed_dp`'s (Skellam RDP of the plan at ``min_survivors``, Zhu
+  and Wang's Poisson subsampling) plus the same refusal-flip term as above, for the distributed rule
+  (:func:`distributed_flip_probability`: one user can move the count of noised vectors across
+  ``min_survivors``). :func:`epsilon_vs_survivors` gives the mechanism's epsilon when fewer phones
+  survive than planned (dropouts eat noise);
+- **wrap-around is measured**, not assumed: every released round compares the centred ring sum with the
+  un-wrapped integer sum of the same vectors (:attr:`CapstoneHistory.wrap_rate`).
+
+At lesson 10's setting (30 users a round, 5% dropouts, 200 rounds, epsilon 2 at delta 1e-5) that is
+``min_survivors = 7``, ``z = 1.372`` for 6 shares, and a typical round carries about 28 shares: the price
+of not trusting the server is about 2.5 times the central noise std on the sum, and ``d' = 32`` values
+per phone instead of 18 (``benchmarks/distributed_dp.py`` measures accuracy, bits, bytes, wraps and time).
 
 Everything random takes a seed or ``numpy.random.Generator``; this module imports numpy, torch
 and fedlab's math modules only (no widgets).
