@@ -116,28 +116,27 @@ def phone_ms(dim: int, *, z: float, m: int, num_users: int, repeats: int, seed: 
     gens = [np.random.default_rng([seed, u]) for u in range(n)]
     kinds = ("central", "distributed", "central_prg", "distributed_prg", "central_enc", "distributed_enc")
     times = {k: [] for k in kinds}
+    encoders = {
+        "central": lambda u: cfg_c.encode(P.flatten(dp.clip_update(deltas[u], max_norm=S_CLIP))),
+        "distributed": lambda u: D.encode_client(P.flatten(deltas[u]), plan=plan, signs=signs, rng=gens[u]),
+    }
+    phones = {
+        "central": (cfg_c, sec_c, roster_c, inbox_c, seeds_c),
+        "distributed": (cfg_d, sec_d, roster_d, inbox_d, seeds_d),
+    }
     for _ in range(repeats):
         for u in range(n):
-            t0 = time.perf_counter()
-            enc = cfg_c.encode(P.flatten(dp.clip_update(deltas[u], max_norm=S_CLIP)))
-            t1 = time.perf_counter()
-            S.mask_input(sec_c[u], enc, roster=roster_c, inbox=inbox_c[u], config=cfg_c)
-            t2 = time.perf_counter()
-            S.mask_vector(enc, client=u, pair_seeds=seeds_c[u], self_seed=sec_c[u].self_seed, bits=BITS)
-            t3 = time.perf_counter()
-            times["central"].append(t2 - t0)
-            times["central_enc"].append(t1 - t0)
-            times["central_prg"].append((t1 - t0) + (t3 - t2))
-            t0 = time.perf_counter()
-            enc = D.encode_client(P.flatten(deltas[u]), plan=plan, signs=signs, rng=gens[u])
-            t1 = time.perf_counter()
-            S.mask_input(sec_d[u], enc, roster=roster_d, inbox=inbox_d[u], config=cfg_d)
-            t2 = time.perf_counter()
-            S.mask_vector(enc, client=u, pair_seeds=seeds_d[u], self_seed=sec_d[u].self_seed, bits=BITS)
-            t3 = time.perf_counter()
-            times["distributed"].append(t2 - t0)
-            times["distributed_enc"].append(t1 - t0)
-            times["distributed_prg"].append((t1 - t0) + (t3 - t2))
+            for kind, (cfg, sec, roster, inbox, seeds) in phones.items():  # interleaved: the same load for both
+                t0 = time.perf_counter()
+                enc = encoders[kind](u)
+                t1 = time.perf_counter()
+                S.mask_input(sec[u], enc, roster=roster, inbox=inbox[u], config=cfg)
+                t2 = time.perf_counter()
+                S.mask_vector(enc, client=u, pair_seeds=seeds[u], self_seed=sec[u].self_seed, bits=BITS)
+                t3 = time.perf_counter()
+                times[kind].append(t2 - t0)
+                times[f"{kind}_enc"].append(t1 - t0)
+                times[f"{kind}_prg"].append((t1 - t0) + (t3 - t2))
     ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
     return {
         "dim": dim,

@@ -88,7 +88,7 @@ noised modular sum and nothing else; it decodes and divides by ``q N``, and adds
 
 At lesson 10's setting (30 users a round, 5% dropouts, 200 rounds, epsilon 2 at delta 1e-5) that is
 ``min_survivors = 7``, ``z = 1.372`` for 6 shares, and a typical round carries about 28 shares: the price
-of not trusting the server is about 2.5 times the central noise std on the sum, and ``d' = 32`` values
+of not trusting the server is about 2.6 times the central noise std on the sum, and ``d' = 32`` values
 per phone instead of 18 (``benchmarks/distributed_dp.py`` measures accuracy, bits, bytes, wraps and time).
 
 Everything random takes a seed or ``numpy.random.Generator``; this module imports numpy, torch
@@ -717,6 +717,15 @@ class PrivateRound:
     wrapped: int | None = None
 
 
+def _template(deltas: Sequence, *, like: Sequence | None, secure) -> list[np.ndarray]:
+    """The shapes of a round's updates (``like`` for an empty round), after checking ``secure``."""
+    if not isinstance(secure, bool):
+        raise ValueError(f"secure={secure!r}: must be True or False")
+    if len(deltas) == 0 and like is None:
+        raise ValueError("deltas is empty and like is None: pass like=params to run an empty round")
+    return [np.asarray(t) for t in (deltas[0] if len(deltas) else like)]
+
+
 def private_round(
     deltas: Sequence,
     *,
@@ -779,11 +788,7 @@ def private_round(
     z = dp._check_noise(noise_multiplier)
     e = validate.positive_float("expected_clients", expected_clients)
     b = _check_bits(bits)
-    if not isinstance(secure, bool):
-        raise ValueError(f"secure={secure!r}: must be True or False")
-    if len(deltas) == 0 and like is None:
-        raise ValueError("deltas is empty and like is None: pass like=params to run an empty round")
-    template = [np.asarray(t) for t in (deltas[0] if len(deltas) else like)]
+    template = _template(deltas, like=like, secure=secure)
     n = len(deltas)
     vectors = []
     for k, d in enumerate(deltas):
@@ -892,11 +897,7 @@ def distributed_round(
     if not isinstance(plan, ddp.Plan):
         raise ValueError(f"plan={plan!r}: must be a distributed_dp.Plan (capstone.distributed_plan)")
     e = validate.positive_float("expected_clients", expected_clients)
-    if not isinstance(secure, bool):
-        raise ValueError(f"secure={secure!r}: must be True or False")
-    if len(deltas) == 0 and like is None:
-        raise ValueError("deltas is empty and like is None: pass like=params to run an empty round")
-    template = [np.asarray(t) for t in (deltas[0] if len(deltas) else like)]
+    template = _template(deltas, like=like, secure=secure)
     dim = int(sum(t.size for t in template))
     if dim != plan.dim:
         raise ValueError(f"deltas have {dim} values each: plan.dim is {plan.dim} (make the plan for this model)")
