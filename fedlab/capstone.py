@@ -1115,7 +1115,8 @@ def run(
         or ``"distributed"`` (lesson 13: :func:`distributed_round`, every phone adds a Skellam share
         before masking under the run's public :func:`distributed_plan`; the server adds nothing and a
         refused round releases nothing). With ``"distributed"`` the round's generator gives the
-        rotation signs and the phones' seeds instead of the Gaussian noise.
+        rotation signs and the phones' seeds instead of the Gaussian noise, and the protocol's keys
+        come from ``derive(seed, r, 3)`` (not ``2``: the same keys must never mask two different inputs).
     min_survivors
         Distributed noise only: the fewest phones whose noise the accountant counts (default
         :func:`min_survivors_for` this run's ``q``, ``dropout_rate`` and ``rounds``).
@@ -1179,8 +1180,8 @@ def run(
                     protocol_rng=seeding.derive(seed, r, 2), dropouts=drops, secure=secure, like=state.params,
                 )  # fmt: skip
             else:
-                out = distributed_round(
-                    deltas, plan=plan, expected_clients=denominator, rng=g, protocol_rng=seeding.derive(seed, r, 2),
+                out = distributed_round(  # its own key stream: a central run with the same seed masks other inputs
+                    deltas, plan=plan, expected_clients=denominator, rng=g, protocol_rng=seeding.derive(seed, r, 3),
                     dropouts=drops, secure=secure, like=state.params,
                 )  # fmt: skip
             if out.server_view is not None:

@@ -577,3 +577,14 @@ def test_distributed_errors_name_the_argument(health_clients):
     with pytest.raises(ValueError, match="epsilon_vs_survivors is for a run with noise='distributed'"):
         z = np.zeros(2, np.int64)
         capstone.CapstoneHistory(z, z, z.astype(bool), z, z * 1.0, z, 0.1, 1.0, z * 1.0).epsilon_vs_survivors([3])
+
+
+def test_central_and_distributed_runs_with_one_seed_never_share_protocol_keys(health_clients):
+    import warnings
+
+    clients, _ = health_clients
+    kw = dict(rounds=2, seed=4, q=20 / len(clients), clip_norm=0.5, noise_multiplier=1.0, bits=16, dropout_rate=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", secagg.KeyReuseWarning)
+        capstone.run(models.logreg(8, 2), clients, **kw)
+        capstone.run(models.logreg(8, 2), clients, noise="distributed", min_survivors=3, **kw)
