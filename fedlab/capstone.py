@@ -1240,6 +1240,47 @@ def label_share_attack(bias_update, *, lr: float, steps: int, num_examples: int,
     return np.bincount(labels, minlength=pg.size) / n
 
 
+def mean_probs_outside(spec: models.ModelSpec, params, x, user, *, exclude) -> np.ndarray:
+    """The label attacker's estimate of the model's mean prediction, from users outside the attacked cohort.
+
+    :func:`label_share_attack` needs the model's mean prediction on the data behind an update. An attacker
+    who knows the population, but not the victims, estimates it on **other users' days**: the rows of ``x``
+    whose ``user`` is not in ``exclude`` (the cohort under attack). Using the victims' own days would hand
+    the attacker a statistic of the very data it is trying to learn (issue 16.3).
+
+    Parameters
+    ----------
+    spec, params
+        The model the attacker holds.
+    x
+        ``[n, d]`` days of the population (e.g. the test days).
+    user
+        ``[n]`` the user id of each row.
+    exclude
+        User ids whose rows are left out (the cohort under attack).
+
+    Returns
+    -------
+    np.ndarray
+        ``[num_classes]`` float64, the mean softmax over the remaining rows (sums to 1).
+
+    """
+    x = validate.array("x", x, ndim=2)
+    if x.shape[1] != spec.in_features:
+        raise ValueError(f"x has {x.shape[1]} features: the model takes in_features={spec.in_features}")
+    user = validate.array("user", user, ndim=1, dtype_kind="iu")
+    if user.shape[0] != x.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but user has {user.shape[0]} ids: they must match")
+    keep = ~np.isin(user, np.asarray(list(exclude), dtype=np.int64))
+    if not keep.any():
+        raise ValueError("exclude covers every user in user: no one is left outside the cohort to estimate from")
+    params = models.check_params(spec, params)
+    with torch.no_grad():
+        w = [torch.as_tensor(np.asarray(p), dtype=torch.float64) for p in params]
+        logits = models.forward(spec, w, torch.as_tensor(x[keep], dtype=torch.float64))
+        return torch.softmax(logits, dim=1).mean(0).numpy()
+
+
 def membership_auc(spec: models.ModelSpec, params, members: tuple, nonmembers: tuple) -> float:
     """ROC AUC of lesson 05's loss-threshold membership attack (:func:`fedlab.attacks.loss_threshold_attack`)."""
     lm = attacks.per_example_loss(spec, params, *members)
@@ -1262,6 +1303,7 @@ __all__ = [
     "min_survivors_for",
     "noise_multiplier_for",
     "label_share_attack",
+    "mean_probs_outside",
     "membership_auc",
     "private_round",
     "protocol_bytes",

@@ -155,6 +155,32 @@ def test_label_share_attack_on_one_update():
     np.testing.assert_allclose(share, [0.7, 0.3])
 
 
+def test_label_attackers_mean_prediction_comes_from_users_outside_the_cohort():
+    """Issue 16.3: the victims' own days never enter the attacker's estimate of the mean prediction."""
+    spec = models.logreg(3, 2)
+    g = np.random.default_rng(1)
+    params = [g.standard_normal((2, 3)).astype(np.float32), g.standard_normal(2).astype(np.float32)]
+    x = g.standard_normal((40, 3)).astype(np.float32)
+    user = np.repeat(np.arange(8), 5)
+    cohort = [2, 5]
+    got = capstone.mean_probs_outside(spec, params, x, user, exclude=cohort)
+    outside = ~np.isin(user, cohort)
+    logits = x[outside].astype(np.float64) @ params[0].T.astype(np.float64) + params[1]
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(got, (p / p.sum(1, keepdims=True)).mean(0), rtol=1e-12)  # known answer
+    x2 = x.copy()
+    x2[~outside] = 100.0  # the victims' days change completely: the estimate does not move
+    np.testing.assert_array_equal(capstone.mean_probs_outside(spec, params, x2, user, exclude=cohort), got)
+    everyone = capstone.mean_probs_outside(spec, params, x, user, exclude=[])  # what lesson 10 used to do
+    assert not np.allclose(capstone.mean_probs_outside(spec, params, x2, user, exclude=[]), everyone)
+    with pytest.raises(ValueError, match="no one is left outside the cohort"):
+        capstone.mean_probs_outside(spec, params, x, user, exclude=range(8))
+    with pytest.raises(ValueError, match="x has 40 rows but user has 39 ids"):
+        capstone.mean_probs_outside(spec, params, x, user[:-1], exclude=cohort)
+    with pytest.raises(ValueError, match="in_features=3"):
+        capstone.mean_probs_outside(spec, params, x[:, :2], user, exclude=cohort)
+
+
 # ---- properties -----------------------------------------------------------------------------------
 
 
