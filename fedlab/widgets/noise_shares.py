@@ -155,27 +155,30 @@ def render_bars(model: NoiseShareModel, view: NoiseView) -> bytes:
     from fedlab.plots import OKABE_ITO
 
     fig = _figure(BARS_W, BARS_H)
-    ax = fig.add_axes((0.1, 0.2, 0.87, 0.68))
+    ax = fig.add_axes((0.1, 0.17, 0.87, 0.68))
     n = model.cohort
     for k in range(n):
         gone = k >= n - view.dropped
         ax.bar(k, view.share_std, color="0.85" if gone else OKABE_ITO["sky_blue"], hatch="//" if gone else None,
                edgecolor="0.5" if gone else OKABE_ITO["blue"], width=0.8)  # fmt: skip
-    ax.bar(n + 1.5, view.sum_std, width=1.6, color=OKABE_ITO["orange"] if view.released else "0.85",
+    ax.bar(n + 2, view.sum_std, width=1.8, color=OKABE_ITO["orange"] if view.released else "0.85",
            hatch=None if view.released else "xx", edgecolor="black")  # fmt: skip
-    ax.bar(n + 3.5, view.planned_std, width=1.6, color="white", edgecolor="black", hatch="..")
+    ax.bar(n + 4.5, view.planned_std, width=1.8, color="white", edgecolor="black", hatch="..")
     ax.axhline(view.planned_std, color="black", lw=0.8, ls=":")
-    ax.set_xticks([0, n - 1, n + 1.5, n + 3.5], ["phone 1", f"phone {n}", "the sum\n(server)", "planned\n(z c)"],
-                  fontsize=7)  # fmt: skip
+    ax.set_xticks([0, n - 1, n + 2, n + 4.5], ["phone 1", f"{n}", "sum\n(server)", "plan\n(z c)"], fontsize=7)
     ax.set_ylabel("noise std, update units", fontsize=8)
     ax.tick_params(labelsize=7)
-    state = "released" if view.released else "REFUSED: below the plan"
-    ax.set_title(f"each phone's share (hatched: dropped, {view.dropped}); the sum: {state}", fontsize=9)
+    state = "released" if view.released else "REFUSED (below the plan)"
+    ax.set_title(
+        f"each phone's share ({view.dropped} dropped: hatched)\nthe sum the server unmasks: {state}", fontsize=9
+    )
     return _png(fig)
 
 
 def render_epsilon(model: NoiseShareModel, view: NoiseView) -> bytes:
     """Epsilon against the number of survivors, the plan's minimum and the current point marked."""
+    from matplotlib.ticker import MaxNLocator
+
     from fedlab.plots import OKABE_ITO
 
     fig = _figure(EPS_W, EPS_H)
@@ -186,6 +189,7 @@ def render_epsilon(model: NoiseShareModel, view: NoiseView) -> bytes:
     ax.axvspan(1.5, view.min_survivors - 0.5, color="0.9", zorder=0, label="refused (below the plan)")
     ax.plot([view.survivors], [view.epsilon], "D", ms=10, mfc="none", mec=OKABE_ITO["vermillion"], mew=2,
             label=f"now: {view.survivors} survive")  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("phones whose share is in the sum", fontsize=8)
     ax.set_ylabel("epsilon over the schedule", fontsize=8)
     ax.tick_params(labelsize=7)
