@@ -7,6 +7,9 @@
 ``course workdir``   copy notebooks/ into work/ for the learner, never overwriting
 ``course refresh``   copy new lessons into work/ and offer updated ones beside the learner's
 ``grade``            grade submitted notebooks (see ``python -m fedlab grade --help``)
+``feedback``         one HTML + Markdown report per learner from a JSON gradebook
+``gradebook export`` Canvas's or Moodle's grade import CSV from a JSON gradebook and a roster
+``gradescope-bundle`` a Gradescope autograder zip for one lesson
 ``jobs prepare``     fill lesson 06's job wheel folder (needs the package index once) and warm uv's cache
 ``jobs warm``        build one job environment offline from that folder (``make install`` runs it)
 ``workshop``         the live room federation: ``serve`` / ``join`` (see
@@ -35,9 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     from fedlab import grader
 
     grader.add_arguments(sub.add_parser("grade", help="grade submitted notebooks in fresh kernels"))
+    from fedlab import feedback, lms
+
+    feedback.add_command(sub)
+    lms.add_commands(sub)
     ws = sub.add_parser("workshop", add_help=False, help="live room federation: serve / join")
     ws.add_argument("workshop_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+    if getattr(args, "run", None) is not None:  # commands that carry their own runner (feedback, lms)
+        return args.run(args)
     if args.command == "doctor":
         from fedlab import environment
 

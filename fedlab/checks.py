@@ -203,7 +203,10 @@ def _fmt(value, limit: int = 200) -> str:
         item = np.asarray(value).item()
         text = repr(item)
         return f"{item:.6g}" if isinstance(item, float) and len(text) > 12 else text
-    text = np.array2string(np.asarray(value), precision=4, threshold=12) if _is_arraylike(value) else repr(_plain(value))
+    if _is_arraylike(value):
+        text = np.array2string(np.asarray(value), precision=4, threshold=12)
+    else:
+        text = repr(_plain(value))
     if len(text) <= limit:
         return text
     cut = text[: limit - 4]
@@ -216,7 +219,8 @@ def _fmt(value, limit: int = 200) -> str:
 
 def _plain(value):
     """``value`` with numpy scalars inside lists, tuples and dicts made plain Python numbers, so a message reads
-    ``[0.1, 2]`` on numpy 2 as on numpy 1.24 (numpy 2's repr of a scalar is ``np.float64(0.1)``)."""
+    ``[0.1, 2]`` on numpy 2 as on numpy 1.24 (numpy 2's repr of a scalar is ``np.float64(0.1)``).
+    """
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, (list, tuple)):

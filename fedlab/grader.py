@@ -1095,6 +1095,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget-per-submission", type=float, default=BUDGET_PER_SUBMISSION, help="seconds (default %(default)g)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
+    parser.add_argument("--feedback", metavar="DIR", help="write one HTML + Markdown report per learner here")
 
 
 def run_cli(args: argparse.Namespace, out: Callable[[str], object] = print) -> int:
@@ -1120,6 +1121,10 @@ def run_cli(args: argparse.Namespace, out: Callable[[str], object] = print) -> i
         _course.write_atomic(args.out, csv_text(rows).encode("utf-8"))
     if args.json_out:
         _course.write_atomic(args.json_out, json_text(rows).encode("utf-8"))
+    if getattr(args, "feedback", None):
+        from fedlab import feedback
+
+        out(f"wrote {len(feedback.write_reports(rows, args.feedback))} feedback report(s) to {args.feedback}")
     out(summary(rows))
     seconds = time.monotonic() - start
     out(
