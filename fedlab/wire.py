@@ -1,0 +1,296 @@
+"""What crosses between the grader and a learner's kernel: a small typed codec that is safe to decode.
+
+The grader (:mod:`fedlab.grader`) runs every test in its own process. The
+learner's answer runs in the learner's kernel; the grader calls it through
+:func:`call_in_kernel`'s request/reply pair:
+
+- **grader -> kernel**: the call's arguments, pickled (:func:`encode_request`).
+  Unpickling runs code, which is fine in that direction: the kernel is the
+  untrusted side, the grader the trusted one.
+- **kernel -> grader**: the answer's return value and the state of every
+  argument *after* the call (so "it must not change its inputs" can be
+  checked), encoded by :func:`encode` as JSON. The grader decodes it with
+  :func:`decode`, which never unpickles and never imports or calls anything
+  but the constructors of a short whitelist:
+
+  ============================  ==========================================================
+  value                         JSON
+  ============================  ==========================================================
+  None, bool, int, float, str   themselves (floats ``nan``/``inf`` tagged)
+  list                          a JSON list
+  tuple, set, frozenset, bytes  ``{"$": "tuple" | "set" | "frozenset" | "bytes", ...}``
+  dict                          ``{"$": "dict", "items": [[key, value], ...]}`` (any keys)
+  numpy array / scalar          ``{"$": "ndarray" | "npscalar", "dtype", "shape", "b64"}``
+  torch tensor                  ``{"$": "tensor", "dtype", "shape", "b64", "grad": bool}``
+  numpy Generator               ``{"$": "generator", "state": <bit generator state>}``
+  a dataclass of ``fedlab``'s   ``{"$": "record", "type": "fedlab.x:Name", "fields": {...}}``
+  math modules
+  anything else                 ``{"$": "unsupported", "type": "module.Name"}``
+  ============================  ==========================================================
+
+  dtypes are restricted to booleans, integers, floats and complex numbers;
+  the byte length must match the dtype and shape; nesting is limited to
+  :data:`MAX_DEPTH` and a reply to :data:`MAX_REPLY_CHARS` characters. A
+  ``record`` is rebuilt only for a dataclass defined in a ``fedlab`` module
+  that is neither course machinery (:mod:`fedlab.checks`, :mod:`fedlab.grader`,
+  :mod:`fedlab.course`, ``fedlab.exercises``) nor this module, by calling its
+  constructor with the decoded fields. Anything the grader cannot decode
+  raises :class:`Unsupported`, which a test reports as a failure of the answer
+  ("returned a X, which the grader cannot receive").
+
+This module imports numpy only; torch is imported when a tensor is met.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import importlib
+import json
+import math
+import pickle
+import sys
+
+import numpy as np
+
+MAX_DEPTH = 40
+"""Deepest nesting of lists/dicts/records a reply may have."""
+
+MAX_REPLY_CHARS = 64 * 2**20
+"""Largest reply (encoded JSON) the grader reads from a kernel: 64 MiB."""
+
+_KINDS = "biufc"  # numpy dtype kinds that may cross: bool, int, uint, float, complex
+_NOT_RECORDS = ("fedlab.checks", "fedlab.grader", "fedlab.course", "fedlab.wire", "fedlab.exercises")
+
+
+class Unsupported(ValueError):
+    """A value that cannot cross from the kernel to the grader (unknown type, bad dtype, too big or garbled)."""
+
+
+# ---- encoding (runs in the kernel, on the learner's values) ------------------------------------
+
+
+def _type_name(value) -> str:
+    t = type(value)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _array(tag: str, a: np.ndarray) -> dict:
+    if a.dtype.kind not in _KINDS:
+        return {"$": "unsupported", "type": f"{tag} of dtype {a.dtype}"}
+    a = np.ascontiguousarray(a)
+    return {"$": tag, "dtype": a.dtype.str, "shape": list(a.shape), "b64": base64.b64encode(a.tobytes()).decode()}
+
+
+def encode(value, _depth: int = 0):
+    """A JSON-able description of ``value`` (see the module docstring); never raises for an odd value."""
+    if _depth > MAX_DEPTH:
+        return {"$": "unsupported", "type": f"a value nested deeper than {MAX_DEPTH} levels"}
+    if value is None or type(value) in (bool, int, str):
+        return value
+    if type(value) is float:
+        return value if math.isfinite(value) else {"$": "float", "repr": repr(value)}
+    t = type(value)
+    d = _depth + 1
+    if t is list:
+        return [encode(v, d) for v in value]
+    if t in (tuple, set, frozenset):
+        items = value if t is tuple else sorted(value, key=repr)
+        return {"$": t.__name__, "items": [encode(v, d) for v in items]}
+    if t is dict:
+        return {"$": "dict", "items": [[encode(k, d), encode(v, d)] for k, v in value.items()]}
+    if t is bytes:
+        return {"$": "bytes", "b64": base64.b64encode(value).decode()}
+    if isinstance(value, np.ndarray) and t is np.ndarray:
+        return _array("ndarray", value)
+    if isinstance(value, np.generic):
+        return _array("npscalar", np.asarray(value))
+    if t is np.random.Generator:
+        return {"$": "generator", "state": encode(value.bit_generator.state, d)}
+    torch = sys.modules.get("torch")
+    if torch is not None and type(value) in (torch.Tensor, torch.nn.Parameter):
+        tensor = value.detach().cpu()
+        if tensor.dtype == torch.bfloat16:
+            return {"$": "unsupported", "type": "a torch tensor of dtype bfloat16"}
+        out = _array("tensor", tensor.numpy())
+        if out["$"] == "tensor":
+            out["grad"] = bool(value.requires_grad)
+        return out
+    if torch is not None and t is torch.Size:
+        return {"$": "tuple", "items": [int(v) for v in value]}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and _record_module(t.__module__):
+        fields = {f.name: encode(getattr(value, f.name), d) for f in dataclasses.fields(value) if f.init}
+        return {"$": "record", "type": f"{t.__module__}:{t.__qualname__}", "fields": fields}
+    return {"$": "unsupported", "type": _type_name(value)}
+
+
+def _record_module(module: str) -> bool:
+    return module.startswith("fedlab.") and not module.startswith(_NOT_RECORDS)
+
+
+def dumps(value) -> str:
+    """``encode(value)`` as JSON text."""
+    return json.dumps(encode(value), allow_nan=False)
+
+
+# ---- decoding (runs in the grader, on what the kernel sent) ------------------------------------
+
+
+def _decode_array(obj: dict) -> np.ndarray:
+    try:
+        dtype = np.dtype(str(obj["dtype"]))
+        shape = tuple(int(n) for n in obj["shape"])
+        data = base64.b64decode(str(obj["b64"]), validate=True)
+    except (KeyError, TypeError, ValueError) as err:
+        raise Unsupported(f"a garbled array ({err})") from None
+    if dtype.kind not in _KINDS or dtype.hasobject or any(n < 0 for n in shape):
+        raise Unsupported(f"an array of dtype {dtype} and shape {shape}")
+    if len(data) != dtype.itemsize * math.prod(shape):
+        raise Unsupported(f"an array whose {len(data)} bytes do not fit dtype {dtype} and shape {shape}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+
+
+def _record_class(name: str):
+    module, _, qualname = str(name).partition(":")
+    if not _record_module(module) or not qualname.isidentifier():
+        raise Unsupported(f"a {module}.{qualname}")
+    try:
+        cls = getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError):
+        raise Unsupported(f"a {module}.{qualname} (no such fedlab record)") from None
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == module):
+        raise Unsupported(f"a {module}.{qualname} (not a fedlab record)")
+    return cls
+
+
+def decode(obj, _depth: int = 0):
+    """The value ``obj`` (parsed JSON from :func:`encode`) describes; raises :class:`Unsupported` otherwise."""
+    if _depth > MAX_DEPTH:
+        raise Unsupported(f"a value nested deeper than {MAX_DEPTH} levels")
+    if obj is None or type(obj) in (bool, int, float, str):
+        return obj
+    d = _depth + 1
+    if type(obj) is list:
+        return [decode(v, d) for v in obj]
+    if type(obj) is not dict or not isinstance(obj.get("$"), str):
+        raise Unsupported(f"a garbled value ({type(obj).__name__})")
+    tag = obj["$"]
+    try:
+        if tag == "float":
+            if obj["repr"] not in ("nan", "inf", "-inf"):
+                raise Unsupported(f"a garbled float {obj['repr']!r}")
+            return float(obj["repr"])
+        if tag in ("tuple", "set", "frozenset"):
+            items = [decode(v, d) for v in obj["items"]]
+            return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
+        if tag == "dict":
+            return {_hashable(decode(k, d)): decode(v, d) for k, v in obj["items"]}
+        if tag == "bytes":
+            return base64.b64decode(str(obj["b64"]), validate=True)
+        if tag == "ndarray":
+            return _decode_array(obj)
+        if tag == "npscalar":
+            return _decode_array(obj)[()]
+        if tag == "tensor":
+            import torch
+
+            tensor = torch.from_numpy(_decode_array(obj))
+            return tensor.requires_grad_(True) if obj.get("grad") is True and tensor.is_floating_point() else tensor
+        if tag == "generator":
+            gen = np.random.default_rng()
+            state = decode(obj["state"], d)
+            if not isinstance(state, dict) or state.get("bit_generator") != type(gen.bit_generator).__name__:
+                raise Unsupported("a numpy Generator of another kind than PCG64")
+            gen.bit_generator.state = state
+            return gen
+        if tag == "record":
+            cls = _record_class(obj["type"])
+            fields = {str(k): decode(v, d) for k, v in obj["fields"].items()}
+            try:
+                return cls(**fields)
+            except Exception as err:  # noqa: BLE001 - the kernel sent fields the record refuses
+                raise Unsupported(
+                    f"a {cls.__name__} the grader could not rebuild ({type(err).__name__}: {err})"
+                ) from None
+        if tag == "unsupported":
+            raise Unsupported(f"a {str(obj.get('type'))[:120]}")
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        if isinstance(err, Unsupported):
+            raise
+        raise Unsupported(f"a garbled {tag} ({type(err).__name__}: {err})") from None
+    raise Unsupported(f"a value tagged {tag[:40]!r}")
+
+
+def _hashable(key):
+    try:
+        hash(key)
+    except TypeError:
+        raise Unsupported(f"a dict with an unhashable key of type {type(key).__name__}") from None
+    return key
+
+
+def loads(text: str):
+    """Parse a reply's JSON (not yet :func:`decode` d); raises :class:`Unsupported` for one too long or not JSON."""
+    if not isinstance(text, str) or len(text) > MAX_REPLY_CHARS:
+        raise Unsupported(f"a reply over {MAX_REPLY_CHARS} characters")
+    try:
+        obj = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as err:
+        raise Unsupported(f"a reply that is not JSON ({type(err).__name__})") from None
+    return obj
+
+
+def _no_constant(name):
+    raise ValueError(f"JSON constant {name} is not allowed")
+
+
+# ---- a call of the learner's answer --------------------------------------------------------------
+
+
+def encode_request(args: tuple, kwargs: dict) -> str:
+    """The arguments of one call, pickled and base64-encoded (grader -> kernel: trusted -> untrusted)."""
+    return base64.b64encode(pickle.dumps((tuple(args), dict(kwargs)), protocol=pickle.HIGHEST_PROTOCOL)).decode()
+
+
+class Reply:
+    """A reply shown as the execution's result: its text exactly (what the grader reads), never a repr of it."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(self.text)
+
+
+def serve(namespace: dict, name: str, request: str, nonce: str) -> Reply:
+    """In the kernel: call ``namespace[name]`` on a request's arguments; returns the :class:`Reply`.
+
+    The reply is JSON: ``{"nonce", "value", "args", "kwargs"}`` on a return,
+    with the return value and every argument's state after the call encoded;
+    ``{"nonce", "raised": {"type", "message", "where"}}`` if the answer
+    raised; ``{"nonce", "missing": true}`` if no object of that name exists.
+    """
+    if name not in namespace:
+        return Reply(json.dumps({"nonce": nonce, "missing": True}))
+    args, kwargs = pickle.loads(base64.b64decode(request))
+    try:
+        value = namespace[name](*args, **kwargs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # noqa: BLE001 - reported to the grader, which decides what it means
+        import traceback
+
+        tb = traceback.extract_tb(err.__traceback__)[1:]
+        where = f"line {tb[-1].lineno} of your code: `{tb[-1].line}`" if tb else ""
+        raised = {"type": type(err).__name__, "message": str(err)[:2000], "where": where}
+        return Reply(json.dumps({"nonce": nonce, "raised": raised}))
+    reply = {
+        "nonce": nonce,
+        "value": encode(value),
+        "args": [encode(a) for a in args],
+        "kwargs": {k: encode(v) for k, v in kwargs.items()},
+    }
+    return Reply(json.dumps(reply, allow_nan=False))
