@@ -105,7 +105,9 @@ def _ft_case(answer, *, spec, n, steps, batch_size, lr, seed, what, hint=""):
     x, y = _toy(n, d=spec.in_features, classes=spec.num_classes, seed=seed)
     params = models.init_params(spec, rng=seed)
     before = [p.copy() for p in params]
-    want = reference_fine_tune_user(spec, params, x, y, steps=steps, batch_size=batch_size, lr=lr, rng=seed + 1)
+    want = reference_fine_tune_user(
+        spec, params, x, y, steps=steps, batch_size=batch_size, lr=lr, rng=test_rng(seed + 1)
+    )
     got = answer(spec, params, x, y, steps=steps, batch_size=batch_size, lr=lr, rng=test_rng(seed + 1))
     _unchanged(before, params, what, "global params")
     got = _as_params(got, want, what)
