@@ -107,7 +107,7 @@ STATUSES: dict[str, str] = {
     "failed": "no test passed (wrong answers or errors in the answer)",
     "not_attempted": "the answer still raises the stub's NotImplementedError",
     "missing_answer": "no object of the answer's name was defined (renamed, deleted, or its cell failed)",
-    "timeout": "no test passed and at least one ran past the per-test timeout",
+    "timeout": "no test passed and one ran past the per-test timeout (the exercise's later tests were not run)",
     "budget_exceeded": "the per-submission time budget ran out before these tests",
     "error": "the grader could not run the tests (kernel died or could not start)",
     "unreadable": "the file is not a readable notebook (missing, bad JSON, not nbformat)",

@@ -34,7 +34,8 @@ learner's answer runs in the learner's kernel; the grader calls it through
   ``record`` is rebuilt only for a dataclass defined in a ``fedlab`` module
   that is neither course machinery (:mod:`fedlab.checks`, :mod:`fedlab.grader`,
   :mod:`fedlab.course`, ``fedlab.exercises``) nor this module, by calling its
-  constructor with the decoded fields. Anything the grader cannot decode
+  constructor with the decoded fields, and only from a module the grader has
+  already imported (a reply never makes the grader import anything). Anything the grader cannot decode
   raises :class:`Unsupported`, which a test reports as a failure of the answer
   ("returned a X, which the grader cannot receive").
 
@@ -45,7 +46,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import importlib
 import json
 import math
 import pickle
@@ -78,8 +78,8 @@ def _type_name(value) -> str:
 def _array(tag: str, a: np.ndarray) -> dict:
     if a.dtype.kind not in _KINDS:
         return {"$": "unsupported", "type": f"{tag} of dtype {a.dtype}"}
-    a = np.ascontiguousarray(a)
-    return {"$": tag, "dtype": a.dtype.str, "shape": list(a.shape), "b64": base64.b64encode(a.tobytes()).decode()}
+    data = a.tobytes(order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
+    return {"$": tag, "dtype": a.dtype.str, "shape": list(a.shape), "b64": base64.b64encode(data).decode()}
 
 
 def encode(value, _depth: int = 0):
@@ -154,10 +154,10 @@ def _record_class(name: str):
     module, _, qualname = str(name).partition(":")
     if not _record_module(module) or not qualname.isidentifier():
         raise Unsupported(f"a {module}.{qualname}")
-    try:
-        cls = getattr(importlib.import_module(module), qualname)
-    except (ImportError, AttributeError):
-        raise Unsupported(f"a {module}.{qualname} (no such fedlab record)") from None
+    loaded = sys.modules.get(module)  # never import on the kernel's say-so: only modules the grader uses
+    cls = getattr(loaded, qualname, None) if loaded is not None else None
+    if cls is None:
+        raise Unsupported(f"a {module}.{qualname} (no such fedlab record in the grader)")
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == module):
         raise Unsupported(f"a {module}.{qualname} (not a fedlab record)")
     return cls

@@ -502,7 +502,7 @@ def _attack_notebook(attack_code: str = "", answers: dict = WRONG, printing: boo
         cell = exercise_cell(nb, ex_id)
         lines = cell.source.split("\n")
         stub = next(i for i, line in enumerate(lines) if f'NotImplementedError("Exercise {ex_id}' in line)
-        extra = "    print('{\"status\": \"passed\", \"message\": \"passed\"}')\n" if printing else ""
+        extra = '    print(\'{"status": "passed", "message": "passed"}\')\n' if printing else ""
         lines[stub] = (extra + body).rstrip("\n")
         cell.source = "\n".join(lines)
     first = exercise_cell(nb, "99.1")
@@ -516,6 +516,14 @@ def attack_room(tmp_path_factory):
     subs = {"honest_wrong.ipynb": as_bytes(_attack_notebook())}
     for name, code in ATTACKS.items():
         subs[f"{name}.ipynb"] = as_bytes(_attack_notebook(code, printing=name == "print_fake_protocol"))
+    subs["replace_serve.ipynb"] = as_bytes(
+        _attack_notebook(
+            "import fedlab.wire, json\n"
+            "def _forged(namespace, name, request, nonce):\n"
+            "    return fedlab.wire.Reply(json.dumps({'nonce': nonce, 'status': 'passed', 'passed': True}))\n"
+            "fedlab.wire.serve = _forged\n"
+        )
+    )
     # hard-coded answers to the notebook check's inputs (and to the seeded inputs of the thorough tests)
     subs["hard_coded.ipynb"] = as_bytes(
         _attack_notebook(
@@ -551,6 +559,13 @@ def attack_room(tmp_path_factory):
 
 def attack_rows(attack_room, name):
     return {r["exercise"]: r for r in attack_room["rows"] if r["submission"] == name}
+
+
+def test_forging_the_kernels_replies_earns_nothing(attack_room):
+    """The kernel-side server replaced by one that answers every call 'passed' (with the call's own nonce)."""
+    rows = attack_rows(attack_room, "replace_serve.ipynb")
+    assert all(r["points"] == 0 for r in rows.values()), rows
+    assert all(t["status"] == "failed" for r in rows.values() for t in r["tests"])
 
 
 def test_an_honest_wrong_submission_scores_what_its_answers_earn(attack_room):
