@@ -516,6 +516,7 @@ def attack_room(tmp_path_factory):
     subs = {"honest_wrong.ipynb": as_bytes(_attack_notebook())}
     for name, code in ATTACKS.items():
         subs[f"{name}.ipynb"] = as_bytes(_attack_notebook(code, printing=name == "print_fake_protocol"))
+    subs["honest_none.ipynb"] = as_bytes(_attack_notebook(answers={e: "    return None\n" for e in WRONG}))
     subs["replace_serve.ipynb"] = as_bytes(
         _attack_notebook(
             "import fedlab.wire, json\n"
@@ -561,11 +562,14 @@ def attack_rows(attack_room, name):
     return {r["exercise"]: r for r in attack_room["rows"] if r["submission"] == name}
 
 
-def test_forging_the_kernels_replies_earns_nothing(attack_room):
+def test_forging_the_kernels_replies_earns_only_what_returning_none_earns(attack_room):
     """The kernel-side server replaced by one that answers every call 'passed' (with the call's own nonce)."""
     rows = attack_rows(attack_room, "replace_serve.ipynb")
-    assert all(r["points"] == 0 for r in rows.values()), rows
-    assert all(t["status"] == "failed" for r in rows.values() for t in r["tests"])
+    honest = attack_rows(attack_room, "honest_none.ipynb")
+    assert [t["status"] for r in rows.values() for t in r["tests"]] == [
+        t["status"] for r in honest.values() for t in r["tests"]
+    ]
+    assert {e: r["points"] for e, r in rows.items()} == {"99.1": 1.0, "99.2": 0.0, "99.3": 0.0}  # scale_free
 
 
 def test_an_honest_wrong_submission_scores_what_its_answers_earn(attack_room):
