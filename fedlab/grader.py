@@ -82,6 +82,7 @@ from __future__ import annotations
 import argparse
 import ast
 import builtins
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -174,6 +175,7 @@ STARTUP_TIMEOUT = 90.0
 INTERRUPT_GRACE = 5.0
 STALL = 1.0  # seconds a wake-up may be late before it counts as the machine stalling
 MESSAGE_LIMIT = 300
+INLINE_REQUEST = 4096  # characters of a call's arguments sent in the code itself; more go through a file
 MAX_RESTARTS = 4
 TOO_MANY_RESTARTS = ("error", f"grading stopped: the kernel died or hung {MAX_RESTARTS + 1} times")
 KERNEL_ENV = {
@@ -338,6 +340,8 @@ class RemoteAnswer:
         after = reply.get("args") if isinstance(reply.get("args"), list) else []
         after_kw = reply.get("kwargs") if isinstance(reply.get("kwargs"), dict) else {}
         for original, state in [*zip(args, after), *((kwargs[k], after_kw[k]) for k in kwargs if k in after_kw)]:
+            if state == wire.SAME:
+                continue
             try:
                 _sync(original, wire.decode(state))
             except wire.Unsupported:
@@ -745,6 +749,19 @@ class Kernel:
         finally:
             shutil.rmtree(self.cwd, ignore_errors=True)
 
+    def call(self, name: str, request: str, nonce: str, timeout: float) -> Outcome:
+        """Call the kernel's ``name`` on a :func:`fedlab.wire.encode_request` request (:func:`fedlab.wire.serve`).
+
+        A large request is handed over in a file in the kernel's working folder, not in the code.
+        """
+        if len(request) > INLINE_REQUEST:
+            path = os.path.join(self.cwd, f".fedlab-call-{nonce}")
+            with open(path, "w") as fh:
+                fh.write(request)
+            request = "@" + path
+        code = f"__import__('fedlab.wire', fromlist=['_']).serve(globals(), {name!r}, {request!r}, {nonce!r})"
+        return self.run(code, timeout)
+
     def run(self, code: str, timeout: float) -> Outcome:
         """Execute ``code``; on timeout interrupt it (restart if that fails); restart if the kernel dies."""
         start = time.monotonic()
@@ -1132,7 +1149,7 @@ def _run_in_kernel(
 
         budget_out = ("budget_exceeded", "the submission's time budget ran out")
         stop = safely(prelude)
-        with checks.fresh_inputs(salt):
+        with checks.fresh_inputs(salt), _one_thread():
             for ex in exercises:
                 timed_out = None  # after a timeout, the exercise's other tests are not run: one loop, one timeout
                 for test in (*ex.tests, *hidden.get(ex.id, ())):
@@ -1164,6 +1181,20 @@ def _run_in_kernel(
     return results
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Torch on one thread while the tests run here: the kernels (one thread each) share the machine with us."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
+
+
 def _run_test(kernel: Kernel, ex, test, limit: float, *, by_budget: bool) -> tuple[str, str, str]:
     """Run one test here, calling the learner's answer in ``kernel``; ``(status, message, kernel trouble)``.
 
@@ -1179,9 +1210,8 @@ def _run_test(kernel: Kernel, ex, test, limit: float, *, by_budget: bool) -> tup
         remaining = limit - used[0]
         if remaining <= 0:
             raise KernelTrouble("timeout", f"{label}: did not finish in {limit:g} s")
-        code = f"__import__('fedlab.wire', fromlist=['_']).serve(globals(), {ex.answer!r}, {request!r}, {nonce!r})"
         try:
-            out = kernel.run(code, remaining)
+            out = kernel.call(ex.answer, request, nonce, remaining)
         except RuntimeError as err:  # the kernel could not be restarted
             trouble[0] = "stopped"
             raise KernelTrouble("error", f"grading stopped: {err}") from None

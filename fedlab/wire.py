@@ -48,6 +48,7 @@ import base64
 import dataclasses
 import json
 import math
+import os
 import pickle
 import sys
 
@@ -268,14 +269,26 @@ class Reply:
 def serve(namespace: dict, name: str, request: str, nonce: str) -> Reply:
     """In the kernel: call ``namespace[name]`` on a request's arguments; returns the :class:`Reply`.
 
+    ``request`` is :func:`encode_request`'s text, or ``"@<path>"``: a file
+    holding it (the grader hands large arguments over in a file in the
+    kernel's working folder, read and deleted here: a megabyte of code in an
+    execution would cost seconds to parse).
+
     The reply is JSON: ``{"nonce", "value", "args", "kwargs"}`` on a return,
-    with the return value and every argument's state after the call encoded;
+    with the return value and every argument's state after the call encoded
+    (:data:`SAME` for an argument the call left as it was);
     ``{"nonce", "raised": {"type", "message", "where"}}`` if the answer
     raised; ``{"nonce", "missing": true}`` if no object of that name exists.
     """
+    if request.startswith("@"):
+        path = request[1:]
+        with open(path, "rb") as fh:
+            request = fh.read().decode()
+        os.remove(path)
     if name not in namespace:
         return Reply(json.dumps({"nonce": nonce, "missing": True}))
     args, kwargs = pickle.loads(base64.b64decode(request))
+    before = _states(args, kwargs)
     try:
         value = namespace[name](*args, **kwargs)
     except KeyboardInterrupt:
@@ -287,10 +300,19 @@ def serve(namespace: dict, name: str, request: str, nonce: str) -> Reply:
         where = f"line {tb[-1].lineno} of your code: `{tb[-1].line}`" if tb else ""
         raised = {"type": type(err).__name__, "message": str(err)[:2000], "where": where}
         return Reply(json.dumps({"nonce": nonce, "raised": raised}))
+    after = _states(args, kwargs)
     reply = {
         "nonce": nonce,
         "value": encode(value),
-        "args": [encode(a) for a in args],
-        "kwargs": {k: encode(v) for k, v in kwargs.items()},
+        "args": [SAME if a == b else json.loads(a) for a, b in zip(after[0], before[0])],
+        "kwargs": {k: SAME if a == before[1][k] else json.loads(a) for k, a in after[1].items()},
     }
     return Reply(json.dumps(reply, allow_nan=False))
+
+
+SAME = {"$": "same"}
+"""An argument's state in a reply when the call did not change it (the grader keeps its own)."""
+
+
+def _states(args, kwargs) -> tuple[list[str], dict[str, str]]:
+    return [json.dumps(encode(a)) for a in args], {k: json.dumps(encode(v)) for k, v in kwargs.items()}
