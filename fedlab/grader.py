@@ -6,7 +6,12 @@ a room like this:
 1. **Snapshot first.** Every file's bytes are read once, hashed (SHA-256)
    and copied into the grader's own temporary folder (mode 0700) before any
    kernel starts (:func:`snapshot`); submissions are never written, moved or
-   renamed, and a kernel is never told where any notebook is. A file that is
+   renamed, and a kernel is never told where any notebook is. The grading
+   code (every ``.py`` of the package and the hidden tests) is hashed too
+   (:func:`code_manifest`) and checked before and after each submission: if a
+   submission rewrote it, the rest of the room gets ``error`` rows saying so.
+   (Python's ``__pycache__`` is not covered: a read-only package, the
+   sandbox's job, is what closes that.) A file that is
    not a readable notebook gets one row with status ``unreadable``; a
    notebook of another lesson ``wrong_lesson``.
 2. Per submission, start a fresh kernel (``python3`` of this environment,
@@ -1340,11 +1345,55 @@ def expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def _grade_safe(path: str, name: str, lesson, reference, limits: Limits, hidden, salt, launch) -> list[dict]:
+def code_manifest(hidden: str | os.PathLike | None = None) -> dict[str, str]:
+    """``{path: sha256}`` of the grading code: every ``.py`` file of the ``fedlab`` package and the hidden tests.
+
+    Taken before any kernel starts; :func:`changed_code` compares the files with it before and after each
+    submission, so a submission that rewrites the package (an always-pass helper appended to an exercise module)
+    cannot change how the grader judges, without a sandbox too.
+    """
+    package = Path(checks.__file__).resolve().parent
+    files = sorted(package.rglob("*.py"))
+    folder = Path(hidden) if hidden is not None else HIDDEN_DIR
+    if folder.is_dir():
+        files += sorted(folder.glob("lesson*.py"))
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def changed_code(manifest: dict[str, str]) -> list[str]:
+    """The files of ``manifest`` that changed or vanished, and fedlab modules loaded here from elsewhere."""
+    changed = []
+    for path, sha in manifest.items():
+        try:
+            if hashlib.sha256(Path(path).read_bytes()).hexdigest() != sha:
+                changed.append(path)
+        except OSError:
+            changed.append(path)
+    for name, module in list(sys.modules.items()):
+        where = getattr(module, "__file__", None)
+        if (name == "fedlab" or name.startswith("fedlab.")) and where and str(Path(where).resolve()) not in manifest:
+            changed.append(where)
+    return changed
+
+
+def _grade_safe(
+    path: str, name: str, lesson, reference, limits: Limits, hidden, salt, launch, manifest=None
+) -> list[dict]:
+    def tampered(when: str) -> list[dict] | None:
+        bad = changed_code(manifest) if manifest else []
+        if not bad:
+            return None
+        message = f"grading code changed on disk {when} this submission ({', '.join(bad[:3])}); not graded"
+        return [_problem(name, lesson, "", "error", message, hidden, launch)]
+
     try:
-        return grade_submission(
+        before = tampered("before")
+        if before:
+            return before
+        rows = grade_submission(
             path, name=name, lesson=lesson, reference=reference, limits=limits, hidden=hidden, salt=salt, launch=launch
         )
+        return tampered("while grading") or rows
     except Exception as err:  # noqa: BLE001 - never lose a submission's row
         return [_row(name, lesson, "", status="error", message=f"grader error: {type(err).__name__}: {err}")]
 
@@ -1407,6 +1456,7 @@ def grade(
         hidden_tests(lesson, hidden)  # an instructor's broken hidden tests are said now, not per submission
     salt = secrets.randbits(63) if salt is None else salt
     hidden = str(hidden) if hidden is not None else None
+    manifest = code_manifest(hidden)
     paths = [Path(p) for p in paths]
     names = display_names(paths) if paths else []
     with tempfile.TemporaryDirectory(prefix="fedlab-snapshot-") as private:
@@ -1417,7 +1467,8 @@ def grade(
                 done[i] = [_problem(n, lesson, "", "unreadable", sha_or_why, hidden, launch)]
                 _report(progress, done[i])
                 continue
-            jobs.append((i, (copy, n, lesson, str(reference) if reference else None, limits, hidden, salt, launch)))
+            ref = str(reference) if reference else None
+            jobs.append((i, (copy, n, lesson, ref, limits, hidden, salt, launch, manifest)))
         if workers == 1 or len(jobs) <= 1:
             for i, job in jobs:
                 done[i] = _grade_safe(*job)

@@ -716,3 +716,22 @@ def test_the_gradebook_reports_hidden_points_apart(tmp_path):
     hidden = [t for t in row["tests"] if t["hidden"]]
     assert [t["status"] for t in hidden] == ["failed"] and "last round" in hidden[0]["message"]
     assert all(r["status"] == "ok" and r["hidden_max"] == 0 for e, r in rows.items() if e != "02.4")
+
+
+def test_grading_code_changed_on_disk_stops_grading_loudly(tmp_path):
+    """A kernel that rewrites the package (an always-pass helper appended to an exercise module) is caught."""
+    manifest = grader.code_manifest()
+    assert str(Path(checks.__file__).resolve()) in manifest and grader.changed_code(manifest) == []
+    helper = tmp_path / "exercise_module.py"
+    helper.write_text("TESTS = 1\n")
+    manifest[str(helper)] = hashlib.sha256(helper.read_bytes()).hexdigest()
+    assert grader.changed_code(manifest) == []
+    helper.write_text("TESTS = 1\ncheck = lambda *a, **k: None  # always pass\n")
+    assert grader.changed_code(manifest) == [str(helper)]
+    sub = tmp_path / "correct.ipynb"
+    sub.write_bytes(as_bytes(solved()))
+    (row,) = grader._grade_safe(
+        str(sub), "correct.ipynb", "99", None, grader.Limits(), None, 1, grader.Launch(), manifest
+    )
+    assert row["status"] == "error" and "grading code changed on disk before" in row["message"]
+    assert row["points"] == 0 and row["max_points"] == sum(POINTS.values())
