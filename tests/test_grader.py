@@ -516,6 +516,14 @@ def attack_room(tmp_path_factory):
     subs = {"honest_wrong.ipynb": as_bytes(_attack_notebook())}
     for name, code in ATTACKS.items():
         subs[f"{name}.ipynb"] = as_bytes(_attack_notebook(code, printing=name == "print_fake_protocol"))
+    pid_file = tmp_path_factory.mktemp("pids") / "left_behind.pid"
+    subs["leaves_a_process.ipynb"] = as_bytes(
+        _attack_notebook(
+            "import subprocess, pathlib\n"
+            "_p = subprocess.Popen(['sleep', '600'])\n"
+            f"pathlib.Path({str(pid_file)!r}).write_text(str(_p.pid))\n"
+        )
+    )
     subs["honest_none.ipynb"] = as_bytes(_attack_notebook(answers={e: "    return None\n" for e in WRONG}))
     subs["replace_serve.ipynb"] = as_bytes(
         _attack_notebook(
@@ -555,7 +563,7 @@ def attack_room(tmp_path_factory):
     limits = grader.Limits(timeout_per_test=PER_TEST * 2, timeout_per_cell=PER_CELL * 2)
     rows = grader.grade(sorted(folder.iterdir()), lesson="99", reference=FIXTURE, workers=2, limits=limits)
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
-    return {"rows": rows, "before": before, "after": after}
+    return {"rows": rows, "before": before, "after": after, "pid_file": pid_file}
 
 
 def attack_rows(attack_room, name):
@@ -586,6 +594,16 @@ def test_attacks_from_inside_the_kernel_earn_only_the_honest_score(attack_room, 
     assert [t["status"] for r in rows.values() for t in r["tests"]] == [
         t["status"] for r in honest.values() for t in r["tests"]
     ]
+
+
+def test_no_process_of_a_submission_outlives_it(attack_room):
+    pid = int(attack_room["pid_file"].read_text())
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return  # killed and reaped
+    assert stat[stat.rindex(")") + 2] in "ZX", f"process {pid} of a graded submission still runs: {stat}"
+    assert {e: r["points"] for e, r in attack_rows(attack_room, "leaves_a_process.ipynb").items()} == HONEST
 
 
 def test_hard_coding_the_notebooks_inputs_fails_on_fresh_inputs(attack_room):
