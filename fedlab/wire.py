@@ -93,19 +93,23 @@ def encode(value, _depth: int = 0):
         return value if math.isfinite(value) else {"$": "float", "repr": repr(value)}
     t = type(value)
     d = _depth + 1
-    if t is list:
+    if isinstance(value, np.ndarray):  # subclasses (np.matrix, memmap) cross as plain arrays
+        return _array("ndarray", np.asarray(value))
+    if isinstance(value, np.generic):
+        return _array("npscalar", np.asarray(value))
+    if isinstance(value, int | float | str) and t not in (bool, int, float, str):  # IntEnum, str subclasses
+        return encode(next(c for c in (str, float, int) if isinstance(value, c))(value), d)
+    if isinstance(value, list):  # subclasses of the containers cross as the plain ones (a namedtuple as a tuple)
         return [encode(v, d) for v in value]
-    if t in (tuple, set, frozenset):
-        items = value if t is tuple else sorted(value, key=repr)
-        return {"$": t.__name__, "items": [encode(v, d) for v in items]}
-    if t is dict:
+    if isinstance(value, tuple) and not _is_torch_size(value):
+        return {"$": "tuple", "items": [encode(v, d) for v in value]}
+    if isinstance(value, set | frozenset):
+        kind = "frozenset" if isinstance(value, frozenset) else "set"
+        return {"$": kind, "items": [encode(v, d) for v in sorted(value, key=repr)]}
+    if isinstance(value, dict):  # defaultdict, OrderedDict, Counter
         return {"$": "dict", "items": [[encode(k, d), encode(v, d)] for k, v in value.items()]}
     if t is bytes:
         return {"$": "bytes", "b64": base64.b64encode(value).decode()}
-    if isinstance(value, np.ndarray) and t is np.ndarray:
-        return _array("ndarray", value)
-    if isinstance(value, np.generic):
-        return _array("npscalar", np.asarray(value))
     if t is np.random.Generator:
         return {"$": "generator", "state": encode(value.bit_generator.state, d)}
     torch = sys.modules.get("torch")
@@ -123,6 +127,11 @@ def encode(value, _depth: int = 0):
         fields = {f.name: encode(getattr(value, f.name), d) for f in dataclasses.fields(value) if f.init}
         return {"$": "record", "type": f"{t.__module__}:{t.__qualname__}", "fields": fields}
     return {"$": "unsupported", "type": _type_name(value)}
+
+
+def _is_torch_size(value) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and type(value) is torch.Size
 
 
 def _record_module(module: str) -> bool:

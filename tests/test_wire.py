@@ -125,3 +125,22 @@ def test_serve_reports_return_value_argument_state_and_exceptions():
     raised = json.loads(wire.serve({"g": broken}, "g", request, "n2").text)["raised"]
     assert raised["type"] == "ValueError" and "positive" in raised["message"] and "raise ValueError" in raised["where"]
     assert json.loads(wire.serve({}, "f", request, "n3").text) == {"nonce": "n3", "missing": True}
+
+
+def test_subclasses_of_plain_containers_cross_as_the_plain_ones():
+    import collections
+    import enum
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    pair = collections.namedtuple("pair", "a b")(1, 2)
+    back = roundtrip([collections.defaultdict(float, {"x": 1.0}), collections.OrderedDict(y=2), pair, Level.HIGH])
+    assert back == [{"x": 1.0}, {"y": 2}, (1, 2), 3]
+    assert [type(v) for v in back] == [dict, dict, tuple, int]
+
+    class Sub(np.ndarray):
+        pass
+
+    assert type(roundtrip(np.zeros(3).view(Sub))) is np.ndarray
+    assert roundtrip(torch.Size([2, 3])) == (2, 3)
