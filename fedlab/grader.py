@@ -86,7 +86,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import builtins
 import contextlib
 import csv
 import dataclasses
@@ -106,6 +105,13 @@ from pathlib import Path
 
 from fedlab import checks
 from fedlab import course as _course
+from fedlab.wire import (  # noqa: F401 - AnswerRaised, Unreceivable, loopback_transport: the grader's API too
+    AnswerMissing,
+    AnswerRaised,
+    RemoteAnswer,
+    Unreceivable,
+    loopback_transport,
+)
 
 STATUSES: dict[str, str] = {
     "ok": "every test passed",
@@ -221,150 +227,6 @@ class KernelTrouble(BaseException):
     def __init__(self, status: str, message: str):
         super().__init__(message)
         self.status = status
-
-
-class AnswerMissing(BaseException):
-    """The kernel has no object of the answer's name."""
-
-
-class AnswerRaised(Exception):
-    """The answer raised an exception that is not one of Python's built-in exceptions (its type name is kept)."""
-
-
-class Unreceivable(checks.CheckFailed):
-    """The answer returned a value that cannot cross from the kernel to the grader (see :mod:`fedlab.wire`)."""
-
-
-def _learner_exception(info) -> Exception:
-    """The grader-side copy of an exception the answer raised in the kernel: same built-in type and message."""
-    info = info if isinstance(info, dict) else {}
-    name, message = str(info.get("type", "Exception"))[:100], str(info.get("message", ""))[:2000]
-    cls = getattr(builtins, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Exception)):
-        cls = AnswerRaised
-    try:
-        err = cls(message)
-    except Exception:  # noqa: BLE001 - a built-in that wants other arguments
-        err = AnswerRaised(message)
-    err.learner_type = name
-    err.learner_where = str(info.get("where", ""))[:500]
-    return err
-
-
-def _sync(original, after) -> bool:
-    """Make ``original`` (an argument in the grader) look like ``after`` (its state in the kernel after the call).
-
-    Returns False when that cannot be done in place (the caller then replaces the item in its container).
-    """
-    import numpy as np
-
-    if isinstance(original, np.ndarray):
-        if isinstance(after, np.ndarray) and after.shape == original.shape and original.flags.writeable:
-            np.copyto(original, after, casting="unsafe")
-            return True
-        return isinstance(after, np.ndarray) and original.shape == after.shape and np.array_equal(original, after)
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(original, torch.Tensor):
-        if isinstance(after, torch.Tensor) and after.shape == original.shape:
-            with torch.no_grad():
-                original.copy_(after.to(original.dtype))
-            return True
-        return False
-    if isinstance(original, list) and isinstance(after, list):
-        if len(original) != len(after):
-            original[:] = after
-        for i, (o, a) in enumerate(zip(list(original), after)):
-            if not _sync(o, a):
-                original[i] = a
-        return True
-    if isinstance(original, dict) and isinstance(after, dict):
-        for k in [k for k in original if k not in after]:
-            del original[k]
-        for k, a in after.items():
-            if k not in original or not _sync(original[k], a):
-                original[k] = a
-        return True
-    if isinstance(original, tuple) and isinstance(after, tuple) and len(original) == len(after):
-        return all(_sync(o, a) or _same(o, a) for o, a in zip(original, after))
-    if type(original).__name__ == "Generator" and type(after) is type(original):
-        original.bit_generator.state = after.bit_generator.state
-        return True
-    if dataclasses.is_dataclass(original) and type(after) is type(original):
-        ok = True
-        for f in dataclasses.fields(original):
-            o, a = getattr(original, f.name), getattr(after, f.name, None)
-            if not _sync(o, a) and not _same(o, a):
-                try:
-                    object.__setattr__(original, f.name, a)
-                except (AttributeError, TypeError):
-                    ok = False
-        return ok
-    return _same(original, after)
-
-
-def _same(a, b) -> bool:
-    try:
-        return type(a) is type(b) and bool(a == b)
-    except Exception:  # noqa: BLE001 - arrays and the like: not "the same" for this purpose
-        return False
-
-
-class RemoteAnswer:
-    """The learner's answer as a test sees it: calling it runs the learner's object in the learner's kernel.
-
-    ``transport(request, nonce)`` sends one call (:func:`fedlab.wire.encode_request`) and returns the reply text
-    (:func:`fedlab.wire.serve`). The return value is decoded with :func:`fedlab.wire.decode` (never unpickled);
-    each argument is brought to its state after the call, so a test can see whether the answer changed its
-    inputs. An exception the answer raised is raised again here (same built-in type and message).
-    """
-
-    def __init__(self, transport: Callable[[str, str], str], name: str):
-        self.transport = transport
-        self.name = name
-        self.calls = 0
-
-    def __repr__(self) -> str:
-        return f"<the learner's {self.name}, run in their kernel>"
-
-    def __call__(self, *args, **kwargs):
-        from fedlab import wire
-
-        self.calls += 1
-        nonce = secrets.token_hex(16)
-        text = self.transport(wire.encode_request(args, kwargs), nonce)
-        try:
-            reply = wire.loads(text)
-        except wire.Unsupported as err:
-            raise Unreceivable(f"`{self.name}` sent back {err}") from None
-        if not isinstance(reply, dict) or reply.get("nonce") != nonce:
-            raise Unreceivable(f"the kernel's reply to a call of `{self.name}` was not the reply to that call")
-        if reply.get("missing") is True:
-            raise AnswerMissing(self.name)
-        if "raised" in reply:
-            raise _learner_exception(reply["raised"])
-        after = reply.get("args") if isinstance(reply.get("args"), list) else []
-        after_kw = reply.get("kwargs") if isinstance(reply.get("kwargs"), dict) else {}
-        for original, state in [*zip(args, after), *((kwargs[k], after_kw[k]) for k in kwargs if k in after_kw)]:
-            if state == wire.SAME:
-                continue
-            try:
-                _sync(original, wire.decode(state))
-            except wire.Unsupported:
-                pass  # an argument that cannot come back (a model, a callable) keeps its state in the grader
-        try:
-            return wire.decode(reply.get("value"))
-        except wire.Unsupported as err:
-            raise Unreceivable(
-                f"`{self.name}` returned {err}, which the grader cannot receive; return numbers, strings, "
-                "lists, tuples, dicts, numpy arrays, torch tensors or fedlab's records"
-            ) from None
-
-
-def loopback_transport(namespace: dict, name: str) -> Callable[[str, str], str]:
-    """A transport that serves calls in this process, from ``namespace`` (tests: the codec without a kernel)."""
-    from fedlab import wire
-
-    return lambda request, nonce: wire.serve(namespace, name, request, nonce).text
 
 
 # ---- reading a submission ----------------------------------------------------------------------
