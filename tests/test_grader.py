@@ -200,6 +200,7 @@ def test_cli_succeeds_and_prints_a_summary(room):
     assert res.returncode == 0, res.stdout + res.stderr
     print(res.stderr[-3000:])  # the grader's trace, shown with -rP or on failure
     assert "statuses:" in res.stdout and "graded 17 submission(s)" in res.stdout
+    assert "inputs salt " in res.stdout  # the run's fresh inputs can be reproduced with --salt
 
 
 def test_submissions_are_never_modified_moved_or_added_to(room):
