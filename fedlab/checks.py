@@ -20,9 +20,10 @@ math; the math knows nothing of it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,37 @@ LESSON_MODULES: dict[str, str] = {
 """Which module defines each lesson's exercises (lesson 99 is the grader's small demo lesson)."""
 
 
+_SALT: list = [None]  # the grading run's salt while the grader runs tests (fresh_inputs), else None
+
+
+def test_rng(seed: int) -> np.random.Generator:
+    """The Generator a test draws its random inputs from.
+
+    In the notebook (and in-process tests) it is ``np.random.default_rng(seed)``,
+    so a check is reproducible. While the grader runs tests
+    (:func:`fresh_inputs`), it is seeded from ``(salt, seed)`` with the grading
+    run's random salt, so every grading run draws fresh inputs and an answer
+    hard-coded to the notebook's inputs fails.
+    """
+    salt = _SALT[0]
+    return np.random.default_rng(seed if salt is None else [int(salt), int(seed)])
+
+
+test_rng.__test__ = False  # not a pytest test, despite its name
+
+
+@contextlib.contextmanager
+def fresh_inputs(salt: int | None) -> Iterator[None]:
+    """Within the block, :func:`test_rng` is salted with ``salt`` (the grader's per-run salt; None: not salted)."""
+    if salt is not None and (not isinstance(salt, int) or salt < 0):
+        raise ValueError(f"salt={salt!r}: must be a non-negative int or None")
+    previous, _SALT[0] = _SALT[0], salt
+    try:
+        yield
+    finally:
+        _SALT[0] = previous
+
+
 class CheckFailed(AssertionError):
     """An exercise check did not pass; the message says what was expected and gives a hint."""
 
@@ -67,12 +99,17 @@ class Test:
     in_check
         Whether the in-notebook ``check`` runs it too (quick tests); the
         grader always runs every test.
+    hidden
+        An instructor-only test: never registered with the learner's
+        package, loaded by the grader from the hidden tests' folder (see
+        :func:`fedlab.grader.hidden_tests`) and run only there.
     """
 
     name: str
     run: Callable
     points: float = 1.0
     in_check: bool = True
+    hidden: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,6 +171,9 @@ def _describe_error(ex: Exercise, err: BaseException) -> str:
             f"Exercise {ex.id} ({ex.title}) is not done yet: `{ex.answer}` still raises NotImplementedError. "
             "Replace the `raise NotImplementedError(...)` line with your code, run that cell, then this one."
         )
+    if hasattr(err, "learner_where"):  # raised in the learner's kernel, re-raised by the grader (fedlab.grader)
+        where = f" ({err.learner_where})" if err.learner_where else ""
+        return f"Exercise {ex.id} ({ex.title}): `{ex.answer}` raised {err.learner_type}: {err}{where}"
     tb = traceback.extract_tb(err.__traceback__)
     where = f" (line {tb[-1].lineno} of your code: `{tb[-1].line}`)" if tb else ""
     return f"Exercise {ex.id} ({ex.title}): `{ex.answer}` raised {type(err).__name__}: {err}{where}"

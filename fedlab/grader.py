@@ -1,47 +1,92 @@
 """Grade a room's submitted notebooks: a fresh kernel per submission, every test, explicit statuses.
 
 ``python -m fedlab grade room/*.ipynb --lesson 02 --out grades.csv`` grades
-each submission like this:
+a room like this:
 
-1. Read the file's bytes once (the submission is never written, moved or
-   renamed) and parse it. A file that is not a readable notebook gets one row
-   with status ``unreadable``; a notebook of another lesson ``wrong_lesson``.
-2. Start a fresh kernel (``python3`` of this environment, ``PYTHONHASHSEED=0``,
-   one thread, a temporary working folder) and run, in notebook order:
-   the cells tagged ``setup`` and ``exercise`` in full, and from every other
-   code cell only its top-level ``import``/``from`` statements, ``def``/``class``
-   definitions and literal constants (``LRS = (0.05, 0.1)``). **The grader
-   runs your setup and exercise cells and the definitions from your other
-   cells; experiments are not re-run.** Check cells are not run: the grader
-   runs the tests itself. (An error in those partial cells is not flagged:
-   it comes from running part of a cell; if an answer needed what failed,
-   its tests say so.)
-3. For every exercise of the lesson (:func:`fedlab.checks.lesson_exercises`),
-   run *every* test (not only the quick ones the check cell runs), each as its
-   own execution under a per-test timeout. A test that runs too long is
-   interrupted (status ``timeout``); a kernel that dies or ignores the
-   interrupt is restarted and the cells of step 2 are run again (a cell that
-   hung or killed the kernel is then reduced to its definitions; after
-   :data:`MAX_RESTARTS` restarts the remaining tests get ``error``). A
-   per-submission budget bounds the whole thing; what it leaves unrun is
-   ``budget_exceeded``. A cell that raises or hangs is recorded in the
-   message and ``flags`` of the rows it concerns, and grading goes on.
-4. Compare the check cells with the lesson's reference notebook; an edited or
+1. **Snapshot first.** Every file's bytes are read once, hashed (SHA-256)
+   and copied into the grader's own temporary folder (mode 0700) before any
+   kernel starts (:func:`snapshot`); submissions are never written, moved or
+   renamed, and a kernel is never told where any notebook is. The grading
+   code (every ``.py`` of the package and the hidden tests) is hashed too
+   (:func:`code_manifest`) and checked before and after each submission: if a
+   submission rewrote it, the rest of the room gets ``error`` rows saying so.
+   (Python's ``__pycache__`` is not covered: a read-only package, the
+   sandbox's job, is what closes that.) A file that is
+   not a readable notebook gets one row with status ``unreadable``; a
+   notebook of another lesson ``wrong_lesson``.
+2. Per submission, start a fresh kernel (``python3`` of this environment,
+   ``PYTHONHASHSEED=0``, one thread, an empty temporary working folder, its
+   own process session; see :class:`Launch` for how a sandbox plugs in) and
+   run, in notebook order: the cells tagged ``setup`` and ``exercise`` in
+   full, and from every other code cell only its top-level
+   ``import``/``from`` statements, ``def``/``class`` definitions and literal
+   constants (``LRS = (0.05, 0.1)``). **The grader runs your setup and
+   exercise cells and the definitions from your other cells; experiments are
+   not re-run.** Check cells are not run. (An error in those partial cells
+   is not flagged: it comes from running part of a cell; if an answer needed
+   what failed, its tests say so.)
+3. **The verdict is computed in the grader's process, never in the kernel.**
+   For every exercise of the lesson (:func:`fedlab.checks.lesson_exercises`)
+   the grader runs *every* test (not only the quick ones the check cell runs)
+   plus the exercise's hidden tests (:func:`hidden_tests`), in its own
+   process, with its own ``fedlab.checks`` and numpy. The ``answer`` a test
+   receives is a :class:`RemoteAnswer`: calling it pickles the arguments,
+   sends them to the kernel, calls the learner's object there
+   (:func:`fedlab.wire.serve`) and reads back the return value and every
+   argument's state after the call, encoded by :mod:`fedlab.wire`'s typed
+   codec (JSON; arrays and tensors as dtype, shape and bytes; fedlab's
+   records field by field; never unpickled). A value the codec cannot carry
+   fails the test as "cannot receive". So patching ``checks``, ``numpy`` or
+   ``builtins`` in the kernel changes nothing but the learner's own outputs.
+   Replies are read only from the execution's result message of that very
+   call and must carry a random per-call nonce: printed text (a stream
+   message) is never read, so it cannot imitate a result.
+4. **Fresh inputs.** Tests draw random inputs from
+   :func:`fedlab.checks.test_rng`, seeded in the grader from a random salt
+   per grading run (``--salt`` to reproduce a run; printed at the end). An
+   answer hard-coded to the notebook's inputs fails; all submissions of one
+   run see the same inputs, so a run is fair and deterministic.
+5. Timeouts: a test's calls of the answer share the per-test timeout of
+   kernel time. A test that runs too long is interrupted (status
+   ``timeout``, flag ``timeout``) and **the exercise's remaining tests get
+   ``timeout`` without running**: an endless loop costs one timeout per
+   exercise. A kernel that dies or ignores the interrupt is restarted and the
+   cells of step 2 are run again (a cell that hung or killed the kernel is
+   then reduced to its definitions; after :data:`MAX_RESTARTS` restarts the
+   remaining tests get ``error``). A per-submission budget bounds the whole
+   thing; what it leaves unrun is ``budget_exceeded``. A cell that raises or
+   hangs is recorded in the message and ``flags`` of the rows it concerns,
+   and grading goes on. When a submission is done its kernel's whole process
+   session is killed (SIGKILL), so nothing it started outlives it.
+6. Compare the check cells with the lesson's reference notebook; an edited or
    deleted check cell never changes the points but flags the exercise's row
    ``checks_tampered``.
+7. The gradebook is written by the grader's main process only, atomically,
+   after every submission is done (``--out``, ``--json``); no kernel is told
+   its path (not in a kernel's environment or argv).
 
-The gradebook has one row per (submission, exercise) with :data:`COLUMNS`;
-submission-level problems give one row with an empty ``exercise``, 0 points
-out of the lesson's total. Statuses: see :data:`STATUSES`.
+The gradebook has one row per (submission, exercise) with :data:`COLUMNS`
+(visible and hidden points apart); submission-level problems give one row
+with an empty ``exercise``, 0 points out of the lesson's total. Statuses: see
+:data:`STATUSES`, flags :data:`FLAGS`.
 
-The grader runs learners' code with your permissions; it is a fair judge,
-not a sandbox. Grade an untrusted room in a throwaway account or container.
+**Hidden tests** are instructor-only: ``instructor/hidden/lessonNN.py`` at
+the repository's root (``--hidden DIR`` for another folder), outside the
+``fedlab`` package so they are not installed with it, loaded by the grader in
+its own process only. The notebook's ``check`` (also with ``thorough=True``)
+runs the visible tests only.
+
+Without a sandbox the kernel still runs with your permissions and can read
+what you can read (the hidden tests' file, the solutions, other files); the
+verdict cannot be forged from inside it, but confinement is the sandbox's
+job (the ``sandbox`` column says which one was used; ``none`` here).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -49,6 +94,7 @@ import io
 import json
 import os
 import queue
+import secrets
 import shutil
 import sys
 import tempfile
@@ -59,6 +105,13 @@ from pathlib import Path
 
 from fedlab import checks
 from fedlab import course as _course
+from fedlab.wire import (  # noqa: F401 - AnswerRaised, Unreceivable, loopback_transport: the grader's API too
+    AnswerMissing,
+    AnswerRaised,
+    RemoteAnswer,
+    Unreceivable,
+    loopback_transport,
+)
 
 STATUSES: dict[str, str] = {
     "ok": "every test passed",
@@ -66,7 +119,7 @@ STATUSES: dict[str, str] = {
     "failed": "no test passed (wrong answers or errors in the answer)",
     "not_attempted": "the answer still raises the stub's NotImplementedError",
     "missing_answer": "no object of the answer's name was defined (renamed, deleted, or its cell failed)",
-    "timeout": "no test passed and at least one ran past the per-test timeout",
+    "timeout": "no test passed and one ran past the per-test timeout (the exercise's later tests were not run)",
     "budget_exceeded": "the per-submission time budget ran out before these tests",
     "error": "the grader could not run the tests (kernel died or could not start)",
     "unreadable": "the file is not a readable notebook (missing, bad JSON, not nbformat)",
@@ -80,8 +133,8 @@ FLAGS: dict[str, str] = {
     "cell_error": "a setup or exercise cell raised an exception at top level (or made the kernel die)",
     "cell_timeout": "a cell ran past the per-cell timeout and was stopped",
     "kernel_restarted": "the kernel died or ignored an interrupt and was restarted",
-    "timeout": "some tests timed out (row status partial)",
-    "budget_exceeded": "some tests were not run for lack of budget (row status partial)",
+    "timeout": "a test timed out; the exercise's later tests were not run (status timeout or partial)",
+    "budget_exceeded": "some tests were not run for lack of budget (status budget_exceeded or partial)",
     "checks_unverified": "the reference check cells could not be read, so tampering was not checked",
 }
 
@@ -92,14 +145,39 @@ COLUMNS = (
     "title",
     "points",
     "max_points",
+    "visible_points",
+    "visible_max",
+    "hidden_points",
+    "hidden_max",
     "status",
     "tests_passed",
     "tests_total",
     "flags",
     "message",
     "sha256",
+    "sandbox",
 )
-"""The gradebook's columns (CSV header; JSON rows have these keys plus ``tests``)."""
+"""The gradebook's columns (CSV header; JSON rows have these keys plus ``tests``).
+
+- ``submission``: the file's name (relative path when two share a name);
+  ``lesson``, ``exercise`` (empty on a submission-level row), ``title``.
+- ``points`` / ``max_points``: the totals, visible plus hidden tests;
+  ``visible_points`` / ``visible_max`` and ``hidden_points`` / ``hidden_max``:
+  the same split by the tests a learner can run (``check``) and the
+  instructor-only ones (:func:`hidden_tests`). ``points = visible_points +
+  hidden_points`` and ``max_points = visible_max + hidden_max``.
+- ``status``: one of :data:`STATUSES`; ``flags``: ``;``-separated names from
+  :data:`FLAGS`.
+- ``tests_passed`` / ``tests_total``: over all tests, hidden included.
+- ``message``: what went wrong, first the notes (cells that raised or hung),
+  then the first failing *visible* test's message; hidden tests appear only
+  as ``k of n hidden test(s) failed`` (a learner may see this column).
+- ``sha256``: of the submitted file's bytes, as read before any kernel started.
+- ``sandbox``: how the kernel was confined (``none``: not at all).
+
+The JSON's ``tests`` lists every test as ``{name, status, points, max_points,
+message, hidden}``; hidden tests' messages are there, for the instructor only.
+"""
 
 TIMEOUT_PER_TEST = 30.0
 TIMEOUT_PER_CELL = 120.0
@@ -108,6 +186,7 @@ STARTUP_TIMEOUT = 90.0
 INTERRUPT_GRACE = 5.0
 STALL = 1.0  # seconds a wake-up may be late before it counts as the machine stalling
 MESSAGE_LIMIT = 300
+INLINE_REQUEST = 4096  # characters of a call's arguments sent in the code itself; more go through a file
 MAX_RESTARTS = 4
 TOO_MANY_RESTARTS = ("error", f"grading stopped: the kernel died or hung {MAX_RESTARTS + 1} times")
 KERNEL_ENV = {
@@ -136,75 +215,18 @@ class Limits:
             validate.positive_float(name, getattr(self, name))
 
 
-# ---- in the kernel -----------------------------------------------------------------------------
-
-_SNAPSHOT: dict = {}
+# ---- the learner's answer, seen from the grader -------------------------------------------------
 
 
-class _Result:
-    """What a grading execution returns; displayed as one line of JSON (the cell's execute_result)."""
+class KernelTrouble(BaseException):
+    """A call of the answer could not finish: it ran out of time, the kernel died, or the budget ran out.
 
-    def __init__(self, **payload):
-        self.text = json.dumps(payload)
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_pretty_(self, p, cycle):
-        p.text(self.text)
-
-
-def _fingerprint(lesson: str) -> tuple:
-    return (
-        checks.run_test,
-        checks.get,
-        checks.lesson_exercises,
-        tuple(
-            (ex.id, ex.answer, tuple((t.name, t.run, t.points) for t in ex.tests))
-            for ex in checks.lesson_exercises(lesson)
-        ),
-    )
-
-
-def _kernel_snapshot(lesson: str) -> _Result:
-    """Run in the fresh kernel before any learner code: remember the grading code, to notice it being patched."""
-    _SNAPSHOT[lesson] = _fingerprint(lesson)
-    return _Result(status="ready")
-
-
-def _kernel_run_test(exercise_id: str, test_name: str, answer_name: str, namespace: dict) -> _Result:
-    """Run one test of an exercise on the learner's answer, looked up by name in ``namespace`` (the kernel's globals).
-
-    Returns a :class:`_Result` whose text is JSON ``{"status": ..., "message": ...}`` with status
-    ``passed``, ``failed``, ``not_implemented``, ``missing_answer``, ``tampered`` or ``error``.
+    A ``BaseException`` so that a test's ``except Exception`` never mistakes it for the answer's own error.
     """
-    ex = checks.get(exercise_id)
-    if ex.lesson in _SNAPSHOT and _fingerprint(ex.lesson) != _SNAPSHOT[ex.lesson]:
-        return _Result(
-            status="tampered", message="the grading code (fedlab.checks or its tests) was changed in the kernel"
-        )
-    test = next(t for t in ex.tests if t.name == test_name)
-    if answer_name not in namespace:
-        return _Result(
-            status="missing_answer",
-            message=f"Exercise {ex.id} ({ex.title}): no `{answer_name}` is defined; "
-            "keep the name the exercise cell uses",
-        )
-    stub_raised = []
 
-    def run(answer):
-        try:
-            test.run(answer)
-        except NotImplementedError:
-            stub_raised.append(True)
-            raise
-
-    try:
-        passed, message = checks.run_test(ex, dataclasses.replace(test, run=run), namespace[answer_name])
-    except SystemExit:
-        passed, message = False, f"Exercise {ex.id} ({ex.title}): `{answer_name}` called exit()"
-    status = "passed" if passed else ("not_implemented" if stub_raised else "failed")
-    return _Result(status=status, message=message)
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 # ---- reading a submission ----------------------------------------------------------------------
@@ -452,16 +474,18 @@ def _client_classes():
     return Blocking, Async
 
 
-def kernel_manager(*, asynchronous: bool = False):
+def kernel_manager(*, asynchronous: bool = False, wrap: Sequence[str] = ()):
     """A kernel manager for an ipykernel of *this* Python, whatever ``python3`` means in other kernelspecs.
 
     ``asynchronous=True`` gives an ``AsyncKernelManager`` (what nbclient wants).
-    Its clients wait for the kernel with :func:`_wait_for_ready`.
+    Its clients wait for the kernel with :func:`_wait_for_ready`. ``wrap`` is an
+    argv prefix the kernel's command is run under (a sandbox launcher).
     """
     from jupyter_client import AsyncKernelManager, KernelManager
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 
-    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--HistoryManager.enabled=False"]
+    argv = [*wrap, sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    argv.append("--HistoryManager.enabled=False")
 
     class ThisPython(KernelSpecManager):
         def get_kernel_spec(self, kernel_name):
@@ -472,27 +496,83 @@ def kernel_manager(*, asynchronous: bool = False):
     return cls(kernel_name="python3", kernel_spec_manager=ThisPython(), client_factory=client)
 
 
+@dataclass(frozen=True)
+class Launch:
+    """How a grading kernel is started: an argv prefix to run it under and extra environment variables.
+
+    The default runs it directly. A sandbox (issue 17) plugs in here, e.g.
+    ``Launch(wrap=("bwrap", ...), env={...}, sandbox="bwrap")``; ``sandbox``
+    is what the gradebook's ``sandbox`` column says.
+    """
+
+    wrap: tuple = ()
+    env: tuple = ()  # (name, value) pairs, set after KERNEL_ENV
+    sandbox: str = "none"
+
+
+def kernel_env(launch: Launch = Launch()) -> dict:
+    """The environment of a grading kernel: this process's, :data:`KERNEL_ENV`, the launch's extras.
+
+    Nothing of the grading run (output paths, the inputs' salt, hidden tests) is in it.
+    """
+    env = dict(os.environ)
+    env.update(KERNEL_ENV)
+    env["PYTHONPATH"] = os.pathsep.join([str(_course.ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.update(dict(launch.env))
+    return env
+
+
+def _kill_session(sid: int) -> int:
+    """SIGKILL every process of session ``sid`` (a kernel and whatever it started); returns how many.
+
+    jupyter_client starts each kernel in a new session whose id is the kernel's pid, and kills its process
+    group; this also gets processes that moved to another group of the session. (A process that starts a
+    session of its own escapes this; the sandbox's PID namespace is what contains it.)
+    """
+    import signal
+
+    killed = 0
+    proc = Path("/proc")
+    if not proc.is_dir() or sid <= 1:
+        return 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[3]) == sid:  # fields after the name: state ppid pgrp session ...
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+        except (OSError, ValueError, IndexError):
+            continue
+    return killed
+
+
 class Kernel:
     """A fresh ``python3`` kernel of this environment in a temporary folder, with timed executions."""
 
-    def __init__(self, *, startup_timeout: float = STARTUP_TIMEOUT):
+    def __init__(self, *, startup_timeout: float = STARTUP_TIMEOUT, launch: Launch = Launch()):
         self.startup_timeout = startup_timeout
+        self.launch = launch
         self.cwd = tempfile.mkdtemp(prefix="fedlab-grade-")
         self.km = None
         self.kc = None
         self.restarts = 0
+        self.sessions: list[int] = []
 
     def start(self, *, attempts: int = 3) -> None:
         """Start the kernel; a failed start (e.g. a port taken meanwhile) is retried on fresh ports."""
-        env = dict(os.environ)
-        env.update(KERNEL_ENV)
-        env["PYTHONPATH"] = os.pathsep.join([str(_course.ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+        env = kernel_env(self.launch)
         problem = None
         for attempt in range(attempts):
-            self.km = kernel_manager()
+            self.km = kernel_manager(wrap=self.launch.wrap)
             began = time.monotonic()
             try:
                 self.km.start_kernel(cwd=self.cwd, env=env)
+                pid = getattr(self.km.provisioner, "pid", None)
+                if pid:
+                    self.sessions.append(int(pid))
                 self._connect()
                 _trace(f"kernel ready in {time.monotonic() - began:.1f} s")
                 return
@@ -510,6 +590,9 @@ class Kernel:
                 self.km.shutdown_kernel(now=True)
         except Exception:  # noqa: BLE001 - best effort on a kernel that is already in trouble
             pass
+        for sid in self.sessions:  # nothing the kernel started survives it
+            _kill_session(sid)
+        self.sessions = []
         self.kc = None
 
     def _connect(self) -> None:
@@ -532,6 +615,19 @@ class Kernel:
             self._stop()
         finally:
             shutil.rmtree(self.cwd, ignore_errors=True)
+
+    def call(self, name: str, request: str, nonce: str, timeout: float) -> Outcome:
+        """Call the kernel's ``name`` on a :func:`fedlab.wire.encode_request` request (:func:`fedlab.wire.serve`).
+
+        A large request is handed over in a file in the kernel's working folder, not in the code.
+        """
+        if len(request) > INLINE_REQUEST:
+            path = os.path.join(self.cwd, f".fedlab-call-{nonce}")
+            with open(path, "w") as fh:
+                fh.write(request)
+            request = "@" + path
+        code = f"__import__('fedlab.wire', fromlist=['_']).serve(globals(), {name!r}, {request!r}, {nonce!r})"
+        return self.run(code, timeout)
 
     def run(self, code: str, timeout: float) -> Outcome:
         """Execute ``code``; on timeout interrupt it (restart if that fails); restart if the kernel dies."""
@@ -616,6 +712,7 @@ class TestResult:
     points: float
     max_points: float
     message: str = ""
+    hidden: bool = False
 
 
 @dataclass
@@ -645,7 +742,21 @@ def _short(text: str, limit: int = MESSAGE_LIMIT) -> str:
 
 
 def _row(
-    name, lesson, sha, *, exercise=None, status, points=0.0, max_points=0.0, passed=0, total=0, flags=(), message=""
+    name,
+    lesson,
+    sha,
+    *,
+    exercise=None,
+    status,
+    points=0.0,
+    max_points=0.0,
+    passed=0,
+    total=0,
+    flags=(),
+    message="",
+    visible=(0.0, 0.0),
+    hidden=(0.0, 0.0),
+    sandbox="none",
 ):
     return {
         "submission": name,
@@ -654,12 +765,17 @@ def _row(
         "title": exercise.title if exercise else "",
         "points": round(float(points), 4),
         "max_points": round(float(max_points), 4),
+        "visible_points": round(float(visible[0]), 4),
+        "visible_max": round(float(visible[1]), 4),
+        "hidden_points": round(float(hidden[0]), 4),
+        "hidden_max": round(float(hidden[1]), 4),
         "status": status,
         "tests_passed": passed,
         "tests_total": total,
         "flags": ";".join(flags),
         "message": _short(message),
         "sha256": sha,
+        "sandbox": sandbox,
         "tests": [],
     }
 
@@ -711,27 +827,33 @@ def grade_submission(
     lesson: str | None = None,
     reference: str | os.PathLike | None = None,
     limits: Limits = Limits(),
+    hidden: str | os.PathLike | None = None,
+    salt: int | None = None,
+    launch: Launch = Launch(),
+    data: bytes | None = None,
 ) -> list[dict]:
     """Grade one submission; returns its gradebook rows (dicts with :data:`COLUMNS` and ``tests``).
 
-    Never raises for a bad submission, and never writes to it.
+    ``data`` are the submission's bytes if already read (:func:`grade` reads
+    every file before any kernel starts); else ``path`` is read once. Never
+    raises for a bad submission, and never writes to it. ``hidden``: the
+    hidden tests' folder (:func:`hidden_tests`); ``salt``: the seed of the
+    tests' fresh inputs (:func:`fedlab.checks.test_rng`; None: a random one).
     """
     path = Path(path)
     name = name or path.name
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as err:
-        return [
-            _row(
-                name, lesson, "", status="unreadable", max_points=_lesson_points(lesson), message=f"cannot read: {err}"
-            )
-        ]
+    salt = secrets.randbits(63) if salt is None else salt
+    if data is None:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as err:
+            return [_problem(name, lesson, "", "unreadable", f"cannot read: {err}", hidden, launch)]
     sha = hashlib.sha256(data).hexdigest()
     try:
         nb = parse_notebook(data)
     except Unreadable as err:
-        return [_row(name, lesson, sha, status="unreadable", max_points=_lesson_points(lesson), message=str(err))]
+        return [_problem(name, lesson, sha, "unreadable", str(err), hidden, launch)]
     lesson_id, problem, why = _submission_lesson(nb, lesson)
     if lesson_id is not None and lesson_id not in checks.LESSON_MODULES:
         problem, why = (
@@ -739,11 +861,12 @@ def grade_submission(
             f"lesson {lesson_id!r} has no exercises (known: {sorted(checks.LESSON_MODULES)})",
         )
     if problem:
-        return [_row(name, lesson_id, sha, status=problem, max_points=_lesson_points(lesson_id), message=why)]
+        return [_problem(name, lesson_id, sha, problem, why, hidden, launch)]
     exercises = checks.lesson_exercises(lesson_id)
     if not exercises:
         why = f"lesson {lesson_id} registers no exercises in {checks.LESSON_MODULES[lesson_id]}; nothing to grade"
-        return [_row(name, lesson_id, sha, status="unknown_lesson", message=why)]
+        return [_row(name, lesson_id, sha, status="unknown_lesson", message=why, sandbox=launch.sandbox)]
+    extra = hidden_tests(lesson_id, hidden)
     notes = _Notes()
     try:
         expected, _ = reference_checks(lesson_id, reference if _reference_lesson(reference) == lesson_id else None)
@@ -755,28 +878,23 @@ def grade_submission(
     began = time.monotonic()
     _trace(f"{name}: grading lesson {lesson_id}")
     try:
-        results = _run_in_kernel(nb, lesson_id, exercises, limits, notes)
+        results = _run_in_kernel(nb, lesson_id, exercises, limits, notes, hidden=extra, salt=salt, launch=launch)
         _trace(f"{name}: done in {time.monotonic() - began:.1f} s")
     except Exception as err:  # noqa: BLE001 - one submission's trouble must not stop the room
-        return [
-            _row(
-                name,
-                lesson_id,
-                sha,
-                status="error",
-                max_points=_lesson_points(lesson_id),
-                message=f"grader error: {type(err).__name__}: {err}",
-            )
-        ]
+        return [_problem(name, lesson_id, sha, "error", f"grader error: {type(err).__name__}: {err}", hidden, launch)]
     rows = []
     for ex in exercises:
         res = results[ex.id]
         status = _exercise_status(res)
         flags, messages = notes.for_exercise(ex.id)
         for s in ("timeout", "budget_exceeded"):
-            if status == "partial" and any(r.status == s for r in res):
+            if any(r.status == s for r in res) and s not in flags:
                 flags.append(s)
-        failure = next((r.message for r in res if r.status != "passed"), "")
+        visible, secret = [r for r in res if not r.hidden], [r for r in res if r.hidden]
+        failure = next((r.message for r in visible if r.status != "passed"), "")
+        failed_hidden = sum(r.status != "passed" for r in secret)
+        if failed_hidden:  # hidden tests' own messages stay in the JSON's per-test results
+            failure = "; ".join(x for x in (failure, f"{failed_hidden} of {len(secret)} hidden test(s) failed") if x)
         row = _row(
             name,
             lesson_id,
@@ -784,15 +902,34 @@ def grade_submission(
             exercise=ex,
             status=status,
             points=sum(r.points for r in res),
-            max_points=ex.points,
+            max_points=sum(r.max_points for r in res),
             passed=sum(r.status == "passed" for r in res),
             total=len(res),
             flags=flags,
             message="; ".join(messages + ([failure] if failure else [])),
+            visible=(sum(r.points for r in visible), sum(r.max_points for r in visible)),
+            hidden=(sum(r.points for r in secret), sum(r.max_points for r in secret)),
+            sandbox=launch.sandbox,
         )
         row["tests"] = [dataclasses.asdict(r) for r in res]
         rows.append(row)
     return rows
+
+
+def _problem(name, lesson, sha, status, message, hidden, launch) -> dict:
+    """The one row of a submission that could not be graded: 0 points out of the lesson's total."""
+    visible, secret = _lesson_points(lesson), _lesson_points(lesson, hidden, hidden_only=True)
+    return _row(
+        name,
+        lesson,
+        sha,
+        status=status,
+        max_points=visible + secret,
+        message=message,
+        visible=(0.0, visible),
+        hidden=(0.0, secret),
+        sandbox=launch.sandbox,
+    )
 
 
 def _reference_lesson(reference) -> str | None:
@@ -804,18 +941,23 @@ def _reference_lesson(reference) -> str | None:
         return None
 
 
-def _lesson_points(lesson: str | None) -> float:
+def _lesson_points(lesson: str | None, hidden=None, *, hidden_only: bool = False) -> float:
+    """The lesson's visible points (or, with ``hidden_only``, the points of its hidden tests in ``hidden``)."""
     if lesson is None or lesson not in checks.LESSON_MODULES:
         return 0.0
     try:
+        if hidden_only:
+            return float(sum(t.points for tests in hidden_tests(lesson, hidden).values() for t in tests))
         return sum(ex.points for ex in checks.lesson_exercises(lesson))
     except Exception:  # noqa: BLE001 - a broken exercise module still lets the row be written
         return 0.0
 
 
-def _run_in_kernel(nb, lesson: str, exercises, limits: Limits, notes: _Notes) -> dict[str, list[TestResult]]:
+def _run_in_kernel(
+    nb, lesson: str, exercises, limits: Limits, notes: _Notes, *, hidden: dict, salt: int, launch: Launch
+) -> dict[str, list[TestResult]]:
     steps = plan(nb)
-    kernel = Kernel()
+    kernel = Kernel(launch=launch)
     results: dict[str, list[TestResult]] = {ex.id: [] for ex in exercises}
     bad_cells: set[int] = set()
     try:
@@ -827,13 +969,11 @@ def _run_in_kernel(nb, lesson: str, exercises, limits: Limits, notes: _Notes) ->
             return limits.budget_per_submission - (time.monotonic() - began - overhead[0])
 
         def prelude() -> bool:
-            """Load the grading helpers, then run the steps; returns None, or why the tests cannot run."""
+            """Load the codec, then run the steps; returns None, or why the tests cannot run."""
             restarts_before = kernel.restarts
-            helpers = kernel.run(
-                f"__import__('fedlab.grader', fromlist=['_'])._kernel_snapshot({lesson!r})", STARTUP_TIMEOUT
-            )
+            helpers = kernel.run("__import__('fedlab.wire')", STARTUP_TIMEOUT)
             overhead[0] += helpers.seconds
-            if helpers.state != "ok" or not helpers.result:
+            if helpers.state != "ok":
                 why = f"{helpers.ename}: {helpers.evalue}" if helpers.state == "error" else helpers.state
                 raise RuntimeError(f"could not load fedlab's grading helpers in the kernel ({why})")
             for step in steps:
@@ -876,56 +1016,166 @@ def _run_in_kernel(nb, lesson: str, exercises, limits: Limits, notes: _Notes) ->
 
         budget_out = ("budget_exceeded", "the submission's time budget ran out")
         stop = safely(prelude)
-        for ex in exercises:
-            for test in ex.tests:
-                if stop is None and left() <= 0:
-                    stop = budget_out
-                if stop is not None:
-                    results[ex.id].append(_test_result(test, *stop))
-                    continue
-                limit = min(limits.timeout_per_test, left())
-                code = (
-                    "__import__('fedlab.grader', fromlist=['_'])._kernel_run_test("
-                    f"{ex.id!r}, {test.name!r}, {ex.answer!r}, globals())"
-                )
-                try:
-                    out = kernel.run(code, limit)
-                except RuntimeError as err:  # the kernel could not be restarted
-                    stop = ("error", f"grading stopped: {err}")
-                    results[ex.id].append(_test_result(test, *stop))
-                    continue
-                if out.state == "ok" and out.result:
-                    payload = json.loads(out.result)
-                    status = payload["status"]
-                    if status == "tampered":
-                        notes.add(ex.id, "checks_tampered")
-                        status = "error"
-                    results[ex.id].append(_test_result(test, status, payload.get("message", "")))
-                elif out.state in ("timeout", "stuck"):
-                    by_budget = limit < limits.timeout_per_test
-                    status = "budget_exceeded" if by_budget else "timeout"
-                    why = "the submission's time budget ran out" if by_budget else f"did not finish in {limit:g} s"
-                    results[ex.id].append(_test_result(test, status, f"Exercise {ex.id}, test {test.name}: {why}"))
-                elif out.state == "died":
-                    results[ex.id].append(
-                        _test_result(
-                            test, "error", f"Exercise {ex.id}, test {test.name}: the kernel died (exit or crash)"
+        with checks.fresh_inputs(salt), _one_thread():
+            for ex in exercises:
+                timed_out = None  # after a timeout, the exercise's other tests are not run: one loop, one timeout
+                for test in (*ex.tests, *hidden.get(ex.id, ())):
+                    if stop is None and left() <= 0:
+                        stop = budget_out
+                    if stop is not None:
+                        results[ex.id].append(_test_result(test, *stop))
+                        continue
+                    if timed_out is not None:
+                        why = f"not run: test {timed_out} of this exercise timed out"
+                        results[ex.id].append(
+                            _test_result(test, "timeout", f"Exercise {ex.id}, test {test.name}: {why}")
                         )
+                        continue
+                    limit = min(limits.timeout_per_test, left())
+                    status, message, trouble = _run_test(
+                        kernel, ex, test, limit, by_budget=limit < limits.timeout_per_test
                     )
-                else:
-                    why = f"{out.ename}: {out.evalue}" if out.state == "error" else "no result came back"
-                    results[ex.id].append(_test_result(test, "error", f"Exercise {ex.id}, test {test.name}: {why}"))
-                if out.state in ("stuck", "died"):
-                    notes.add(ex.id, "kernel_restarted")
-                    stop = TOO_MANY_RESTARTS if kernel.restarts > MAX_RESTARTS else safely(prelude)
+                    results[ex.id].append(_test_result(test, status, message))
+                    if status == "timeout":
+                        timed_out = test.name
+                    if trouble in ("stuck", "died"):
+                        notes.add(ex.id, "kernel_restarted")
+                        stop = TOO_MANY_RESTARTS if kernel.restarts > MAX_RESTARTS else safely(prelude)
+                    elif trouble == "stopped":
+                        stop = ("error", message)
     finally:
         kernel.shutdown()
     return results
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Torch on one thread while the tests run here: the kernels (one thread each) share the machine with us."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
+
+
+def _run_test(kernel: Kernel, ex, test, limit: float, *, by_budget: bool) -> tuple[str, str, str]:
+    """Run one test here, calling the learner's answer in ``kernel``; ``(status, message, kernel trouble)``.
+
+    The test's calls of the answer share ``limit`` seconds of kernel time. The
+    trouble is ``""``, ``"stuck"`` or ``"died"`` (the kernel was restarted) or
+    ``"stopped"`` (it could not be restarted).
+    """
+    used = [0.0]
+    trouble = [""]
+    label = f"Exercise {ex.id}, test {test.name}"
+
+    def transport(request: str, nonce: str) -> str:
+        remaining = limit - used[0]
+        if remaining <= 0:
+            raise KernelTrouble("timeout", f"{label}: did not finish in {limit:g} s")
+        try:
+            out = kernel.call(ex.answer, request, nonce, remaining)
+        except RuntimeError as err:  # the kernel could not be restarted
+            trouble[0] = "stopped"
+            raise KernelTrouble("error", f"grading stopped: {err}") from None
+        used[0] += out.seconds
+        if out.state in ("stuck", "died"):
+            trouble[0] = out.state
+        if out.state in ("timeout", "stuck"):
+            if by_budget:
+                raise KernelTrouble("budget_exceeded", f"{label}: the submission's time budget ran out")
+            raise KernelTrouble("timeout", f"{label}: did not finish in {limit:g} s")
+        if out.state == "died":
+            raise KernelTrouble("error", f"{label}: the kernel died (exit or crash)")
+        if out.state == "error":
+            raise checks.CheckFailed(f"the kernel could not run the call ({out.ename}: {out.evalue})")
+        return out.result or ""
+
+    stub_raised = []
+
+    def run(answer):
+        try:
+            test.run(answer)
+        except NotImplementedError:
+            stub_raised.append(True)
+            raise
+
+    answer = RemoteAnswer(transport, ex.answer)
+    try:
+        passed, message = checks.run_test(ex, dataclasses.replace(test, run=run), answer)
+    except KernelTrouble as err:
+        return err.status, str(err), trouble[0]
+    except AnswerMissing:
+        message = f"Exercise {ex.id} ({ex.title}): no `{ex.answer}` is defined; keep the name the exercise cell uses"
+        return "missing_answer", message, trouble[0]
+    status = "passed" if passed else ("not_implemented" if stub_raised else "failed")
+    return status, message, trouble[0]
+
+
 def _test_result(test, status: str, message: str) -> TestResult:
     points = test.points if status == "passed" else 0.0
-    return TestResult(test.name, status, points, test.points, "" if status == "passed" else _short(message))
+    message = "" if status == "passed" else _short(message)
+    return TestResult(test.name, status, points, test.points, message, bool(getattr(test, "hidden", False)))
+
+
+# ---- hidden tests ------------------------------------------------------------------------------
+
+HIDDEN_DIR = _course.ROOT / "instructor" / "hidden"
+"""Where the instructor-only tests live by default: ``instructor/hidden/lessonNN.py`` at the repository's root.
+
+Not part of the ``fedlab`` package (not installed with it, not in the wheel);
+the grader loads them in its own process, never in a learner's kernel.
+"""
+
+_HIDDEN_CACHE: dict = {}
+
+
+def hidden_tests(lesson: str, folder: str | os.PathLike | None = None) -> dict[str, tuple]:
+    """The instructor-only tests of ``lesson``: ``{exercise_id: (Test, ...)}``, each marked ``hidden``.
+
+    Read from ``<folder>/lesson<NN>.py`` (default :data:`HIDDEN_DIR`), a
+    module that defines ``HIDDEN = {"02.4": (Test(...), ...), ...}`` with
+    :class:`fedlab.checks.Test` records of that lesson's exercises. No file: no
+    hidden tests. A file that does not load, names an unknown exercise or
+    reuses a visible test's name is a ``ValueError`` (an instructor's mistake,
+    said before any submission is graded).
+    """
+    import importlib.util
+
+    chosen = Path(folder) if folder is not None else HIDDEN_DIR
+    if folder is not None and not chosen.is_dir():
+        raise ValueError(f"hidden={str(folder)!r}: no such folder")
+    path = chosen / f"lesson{lesson}.py"
+    if not path.is_file():
+        return {}
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if key in _HIDDEN_CACHE:
+        return _HIDDEN_CACHE[key]
+    spec = importlib.util.spec_from_file_location(f"fedlab_hidden_tests_{lesson}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # noqa: BLE001 - said to the instructor with the file's name
+        raise ValueError(f"hidden tests {path}: could not be loaded ({type(err).__name__}: {err})") from None
+    found = getattr(module, "HIDDEN", None)
+    if not isinstance(found, dict):
+        raise ValueError(f"hidden tests {path}: must define HIDDEN = {{exercise_id: (Test, ...)}}")
+    known = {ex.id: ex for ex in checks.lesson_exercises(lesson)}
+    out = {}
+    for ex_id, tests in found.items():
+        if ex_id not in known:
+            raise ValueError(f"hidden tests {path}: exercise {ex_id!r} is not one of lesson {lesson}'s {sorted(known)}")
+        tests = tuple(tests)
+        names = [t.name for t in known[ex_id].tests] + [t.name for t in tests]
+        if not tests or not all(isinstance(t, checks.Test) for t in tests) or len(set(names)) != len(names):
+            raise ValueError(f"hidden tests {path}: {ex_id} needs Test records with names unique in the exercise")
+        out[ex_id] = tuple(dataclasses.replace(t, hidden=True, in_check=False) for t in tests)
+    _HIDDEN_CACHE[key] = out
+    return out
 
 
 # ---- a room ------------------------------------------------------------------------------------
@@ -957,11 +1207,81 @@ def expand(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def _grade_safe(path: str, name: str, lesson, reference, limits: Limits) -> list[dict]:
+def code_manifest(hidden: str | os.PathLike | None = None) -> dict[str, str]:
+    """``{path: sha256}`` of the grading code: every ``.py`` file of the ``fedlab`` package and the hidden tests.
+
+    Taken before any kernel starts; :func:`changed_code` compares the files with it before and after each
+    submission, so a submission that rewrites the package (an always-pass helper appended to an exercise module)
+    cannot change how the grader judges, without a sandbox too.
+    """
+    package = Path(checks.__file__).resolve().parent
+    files = sorted(package.rglob("*.py"))
+    folder = Path(hidden) if hidden is not None else HIDDEN_DIR
+    if folder.is_dir():
+        files += sorted(folder.glob("lesson*.py"))
+    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def changed_code(manifest: dict[str, str]) -> list[str]:
+    """The files of ``manifest`` that changed or vanished, and fedlab modules loaded here from elsewhere."""
+    changed = []
+    for path, sha in manifest.items():
+        try:
+            if hashlib.sha256(Path(path).read_bytes()).hexdigest() != sha:
+                changed.append(path)
+        except OSError:
+            changed.append(path)
+    for name, module in list(sys.modules.items()):
+        where = getattr(module, "__file__", None)
+        if (name == "fedlab" or name.startswith("fedlab.")) and where and str(Path(where).resolve()) not in manifest:
+            changed.append(where)
+    return changed
+
+
+def _grade_safe(
+    path: str, name: str, lesson, reference, limits: Limits, hidden, salt, launch, manifest=None
+) -> list[dict]:
+    def tampered(when: str) -> list[dict] | None:
+        bad = changed_code(manifest) if manifest else []
+        if not bad:
+            return None
+        message = f"grading code changed on disk {when} this submission ({', '.join(bad[:3])}); not graded"
+        return [_problem(name, lesson, "", "error", message, hidden, launch)]
+
     try:
-        return grade_submission(path, name=name, lesson=lesson, reference=reference, limits=limits)
+        before = tampered("before")
+        if before:
+            return before
+        rows = grade_submission(
+            path, name=name, lesson=lesson, reference=reference, limits=limits, hidden=hidden, salt=salt, launch=launch
+        )
+        return tampered("while grading") or rows
     except Exception as err:  # noqa: BLE001 - never lose a submission's row
         return [_row(name, lesson, "", status="error", message=f"grader error: {type(err).__name__}: {err}")]
+
+
+def snapshot(paths: Sequence[Path], folder: str | os.PathLike) -> list[tuple[str | None, str]]:
+    """Read every submission once and copy its bytes into ``folder`` (the grader's own, mode 0700).
+
+    Returns ``(copy's path or None, sha256 or why it could not be read)`` per
+    submission, in order. Done before any kernel starts, so no submission can
+    change another's bytes while the room is graded; kernels are never given
+    these paths (they get cells as code, in a folder of their own).
+    """
+    folder = Path(folder)
+    os.chmod(folder, 0o700)
+    out = []
+    for i, p in enumerate(paths):
+        try:
+            data = Path(p).read_bytes()
+        except OSError as err:
+            out.append((None, f"cannot read: {err}"))
+            continue
+        copy = folder / f"{i:05d}.ipynb"
+        copy.write_bytes(data)
+        os.chmod(copy, 0o400)
+        out.append((str(copy), hashlib.sha256(data).hexdigest()))
+    return out
 
 
 def grade(
@@ -972,10 +1292,18 @@ def grade(
     workers: int | None = None,
     limits: Limits = Limits(),
     progress: Callable[[str], object] | None = None,
+    hidden: str | os.PathLike | None = None,
+    salt: int | None = None,
+    launch: Launch = Launch(),
 ) -> list[dict]:
     """Grade submissions, ``workers`` at a time (each worker process runs its own kernels).
 
-    Returns the gradebook rows, in the order of ``paths`` then exercise id.
+    Every file is read and copied into a private snapshot (:func:`snapshot`)
+    before the first kernel starts. ``hidden``: the hidden tests' folder
+    (default :data:`HIDDEN_DIR`); ``salt``: seeds the tests' inputs
+    (:func:`fedlab.checks.test_rng`), random by default, one per run;
+    ``launch``: how kernels are started (:class:`Launch`). Returns the
+    gradebook rows, in the order of ``paths`` then exercise id.
     """
     from fedlab import validate
 
@@ -984,17 +1312,32 @@ def grade(
         raise ValueError(f"lesson={lesson!r}: no exercises are defined for it; known: {sorted(checks.LESSON_MODULES)}")
     if reference is not None and not Path(reference).is_file():
         raise ValueError(f"reference={str(reference)!r}: no such notebook")
+    if salt is not None and (not isinstance(salt, int) or salt < 0):
+        raise ValueError(f"salt={salt!r}: must be a non-negative int")
+    if lesson is not None:
+        hidden_tests(lesson, hidden)  # an instructor's broken hidden tests are said now, not per submission
+    salt = secrets.randbits(63) if salt is None else salt
+    hidden = str(hidden) if hidden is not None else None
+    manifest = code_manifest(hidden)
     paths = [Path(p) for p in paths]
     names = display_names(paths) if paths else []
-    jobs = [(str(p), n, lesson, str(reference) if reference else None, limits) for p, n in zip(paths, names)]
-    done: dict[int, list[dict]] = {}
-    if workers == 1 or len(jobs) <= 1:
-        for i, job in enumerate(jobs):
-            done[i] = _grade_safe(*job)
-            _report(progress, done[i])
-    else:
-        _grade_parallel(jobs, workers, done, progress)
-    return [row for i in range(len(jobs)) for row in done[i]]
+    with tempfile.TemporaryDirectory(prefix="fedlab-snapshot-") as private:
+        copies = snapshot(paths, private)
+        jobs, done = [], {}
+        for i, ((copy, sha_or_why), n) in enumerate(zip(copies, names)):
+            if copy is None:
+                done[i] = [_problem(n, lesson, "", "unreadable", sha_or_why, hidden, launch)]
+                _report(progress, done[i])
+                continue
+            ref = str(reference) if reference else None
+            jobs.append((i, (copy, n, lesson, ref, limits, hidden, salt, launch, manifest)))
+        if workers == 1 or len(jobs) <= 1:
+            for i, job in jobs:
+                done[i] = _grade_safe(*job)
+                _report(progress, done[i])
+        else:
+            _grade_parallel(jobs, workers, done, progress)
+    return [row for i in range(len(paths)) for row in done[i]]
 
 
 def _grade_parallel(jobs, workers, done, progress) -> None:
@@ -1002,7 +1345,8 @@ def _grade_parallel(jobs, workers, done, progress) -> None:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    pending = list(range(len(jobs)))
+    jobs = dict(jobs)
+    pending = list(jobs)
     for _attempt in range(2):
         broken = []
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -1094,6 +1438,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budget-per-submission", type=float, default=BUDGET_PER_SUBMISSION, help="seconds (default %(default)g)"
     )
+    parser.add_argument(
+        "--hidden", help="folder of the instructor-only tests, lessonNN.py files (default: instructor/hidden/)"
+    )
+    parser.add_argument(
+        "--salt", type=int, default=None, help="seed of the tests' fresh inputs (default: random; printed at the end)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     parser.add_argument("--feedback", metavar="DIR", help="write one HTML + Markdown report per learner here")
 
@@ -1106,6 +1456,7 @@ def run_cli(args: argparse.Namespace, out: Callable[[str], object] = print) -> i
         paths = expand(args.submissions)
         if not paths:
             raise ValueError(f"submissions={args.submissions!r}: no .ipynb files found there")
+        salt = secrets.randbits(63) if getattr(args, "salt", None) is None else args.salt
         rows = grade(
             paths,
             lesson=args.lesson,
@@ -1113,6 +1464,8 @@ def run_cli(args: argparse.Namespace, out: Callable[[str], object] = print) -> i
             workers=args.workers,
             limits=limits,
             progress=None if args.quiet else out,
+            hidden=getattr(args, "hidden", None),
+            salt=salt,
         )
     except ValueError as err:
         out(f"error: {err}")
@@ -1129,7 +1482,7 @@ def run_cli(args: argparse.Namespace, out: Callable[[str], object] = print) -> i
     seconds = time.monotonic() - start
     out(
         f"graded {len(paths)} submission(s) in {seconds:.1f} s ({seconds / len(paths):.1f} s each, "
-        f"{args.workers or default_workers()} worker(s))"
+        f"{args.workers or default_workers()} worker(s); inputs salt {salt})"
         + (f"; wrote {args.out}" if args.out else "")
         + (f"; wrote {args.json_out}" if args.json_out else "")
     )

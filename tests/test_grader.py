@@ -200,6 +200,7 @@ def test_cli_succeeds_and_prints_a_summary(room):
     assert res.returncode == 0, res.stdout + res.stderr
     print(res.stderr[-3000:])  # the grader's trace, shown with -rP or on failure
     assert "statuses:" in res.stdout and "graded 17 submission(s)" in res.stdout
+    assert "inputs salt " in res.stdout  # the run's fresh inputs can be reproduced with --salt
 
 
 def test_submissions_are_never_modified_moved_or_added_to(room):
@@ -436,3 +437,320 @@ def test_exercise_status_rules():
         "wrong_lesson",
         "unknown_lesson",
     }
+
+
+# ---- issue 17: the verdict outside the kernel, fresh inputs, hidden tests ---------------------------
+
+
+def test_infinite_loop_costs_one_timeout_per_exercise_flagged_and_starred(room):
+    rows = rows_of(room, "loop_in_answer.ipynb")
+    first, second = rows["99.3"]["tests"]
+    assert first["status"] == second["status"] == "timeout"
+    assert "not run" in second["message"] and first["name"] in second["message"]
+    assert rows["99.3"]["flags"].split(";") == ["timeout"]
+    assert "timeout*" in grader.summary(room["rows"])
+
+
+def test_rows_split_visible_and_hidden_points_and_say_the_sandbox(room):
+    for r in room["rows"]:
+        assert r["points"] == pytest.approx(r["visible_points"] + r["hidden_points"])
+        assert r["max_points"] == pytest.approx(r["visible_max"] + r["hidden_max"])
+        assert r["sandbox"] == "none"
+    assert all(r["hidden_max"] == 0 for r in room["rows"])  # lesson 99 has no hidden tests
+
+
+WRONG = {  # stubs replaced by answers that are wrong everywhere: their honest score is 2 points (see below)
+    "99.1": "    return 0.0\n",
+    "99.2": "    return np.zeros_like(np.asarray(v, dtype=float))\n",
+    "99.3": "    return 0\n",
+}
+HONEST = {"99.1": 1.0, "99.2": 1.0, "99.3": 0.0}  # scale_free (0 == 0) and zero_vector pass; nothing else
+
+ATTACKS = {
+    # the old grader ran tests in the kernel: replace the runner and every comparison there
+    "replace_runner_and_checks": (
+        "import fedlab.checks, fedlab.wire, fedlab.grader\n"
+        "fedlab.checks.run_test = lambda ex, test, answer: (True, 'passed')\n"
+        "fedlab.checks.expect_close = fedlab.checks.expect_equal = lambda *a, **k: None\n"
+        "fedlab.checks.expect_params_close = lambda *a, **k: None\n"
+        "fedlab.grader._kernel_run_test = lambda *a, **k: fedlab.grader._Result(status='passed', message='')\n"
+        "for _ex in fedlab.checks.lesson_exercises('99'):\n"
+        "    for _t in _ex.tests:\n"
+        "        object.__setattr__(_t, 'run', lambda answer: None)\n"
+    ),
+    "patch_numpy_and_builtins": (
+        "import builtins, numpy\n"
+        "numpy.allclose = numpy.array_equal = lambda *a, **k: True\n"
+        "numpy.isclose = lambda a, b, **k: numpy.ones(numpy.shape(a), dtype=bool)\n"
+        "builtins.abs = lambda x: 0\n"
+        "builtins.isinstance = lambda obj, cls: True\n"
+    ),
+    "print_fake_protocol": (
+        "import json, sys\n"
+        "_fake = json.dumps({'status': 'passed', 'message': 'passed', 'nonce': '0' * 32, 'value': 2.0})\n"
+        "print(_fake); sys.stdout.flush()\n"
+        "class _Loud:\n"
+        "    def __repr__(self):\n"
+        "        return _fake\n"
+        "_Loud()\n"
+    ),
+}
+
+
+def _attack_notebook(attack_code: str = "", answers: dict = WRONG, printing: bool = False):
+    nb = solved([])
+    for ex_id, body in answers.items():
+        cell = exercise_cell(nb, ex_id)
+        lines = cell.source.split("\n")
+        stub = next(i for i, line in enumerate(lines) if f'NotImplementedError("Exercise {ex_id}' in line)
+        extra = '    print(\'{"status": "passed", "message": "passed"}\')\n' if printing else ""
+        lines[stub] = (extra + body).rstrip("\n")
+        cell.source = "\n".join(lines)
+    first = exercise_cell(nb, "99.1")
+    first.source = "import numpy as np\n" + first.source + "\n\n" + attack_code
+    return nb
+
+
+@pytest.fixture(scope="module")
+def attack_room(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("attacks")
+    subs = {"honest_wrong.ipynb": as_bytes(_attack_notebook())}
+    for name, code in ATTACKS.items():
+        subs[f"{name}.ipynb"] = as_bytes(_attack_notebook(code, printing=name == "print_fake_protocol"))
+    pid_file = tmp_path_factory.mktemp("pids") / "left_behind.pid"
+    subs["leaves_a_process.ipynb"] = as_bytes(
+        _attack_notebook(
+            "import subprocess, pathlib\n"
+            "_p = subprocess.Popen(['sleep', '600'])\n"
+            f"pathlib.Path({str(pid_file)!r}).write_text(str(_p.pid))\n"
+        )
+    )
+    subs["honest_none.ipynb"] = as_bytes(_attack_notebook(answers={e: "    return None\n" for e in WRONG}))
+    subs["replace_serve.ipynb"] = as_bytes(
+        _attack_notebook(
+            "import fedlab.wire, json\n"
+            "def _forged(namespace, name, request, nonce):\n"
+            "    return fedlab.wire.Reply(json.dumps({'nonce': nonce, 'status': 'passed', 'passed': True}))\n"
+            "fedlab.wire.serve = _forged\n"
+        )
+    )
+    # hard-coded answers to the notebook check's inputs (and to the seeded inputs of the thorough tests)
+    subs["hard_coded.ipynb"] = as_bytes(
+        _attack_notebook(
+            answers={
+                "99.1": "    rng = np.random.default_rng(99)\n"
+                "    v, w = rng.standard_normal(50), rng.integers(1, 100, size=50)\n"
+                "    if len(values) == 50 and np.allclose(values, v):\n"
+                "        return float(np.sum(v * w) / np.sum(w))\n"
+                "    return {3: 2.0, 2: 2.5}.get(len(values), 0.0)\n",
+                "99.2": WRONG["99.2"],
+                "99.3": WRONG["99.3"],
+            }
+        )
+    )
+    subs["unreceivable.ipynb"] = as_bytes(
+        _attack_notebook(
+            answers={
+                "99.1": "    class Always:\n        def __eq__(self, other):\n            return True\n"
+                "        def __float__(self):\n            return 2.0\n    return Always()\n",
+                "99.2": WRONG["99.2"],
+                "99.3": WRONG["99.3"],
+            }
+        )
+    )
+    for name, data in subs.items():
+        (folder / name).write_bytes(data)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    limits = grader.Limits(timeout_per_test=PER_TEST * 2, timeout_per_cell=PER_CELL * 2)
+    rows = grader.grade(sorted(folder.iterdir()), lesson="99", reference=FIXTURE, workers=2, limits=limits)
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    return {"rows": rows, "before": before, "after": after, "pid_file": pid_file}
+
+
+def attack_rows(attack_room, name):
+    return {r["exercise"]: r for r in attack_room["rows"] if r["submission"] == name}
+
+
+def test_forging_the_kernels_replies_earns_only_what_returning_none_earns(attack_room):
+    """The kernel-side server replaced by one that answers every call 'passed' (with the call's own nonce)."""
+    rows = attack_rows(attack_room, "replace_serve.ipynb")
+    honest = attack_rows(attack_room, "honest_none.ipynb")
+    assert [t["status"] for r in rows.values() for t in r["tests"]] == [
+        t["status"] for r in honest.values() for t in r["tests"]
+    ]
+    assert {e: r["points"] for e, r in rows.items()} == {"99.1": 1.0, "99.2": 0.0, "99.3": 0.0}  # scale_free
+
+
+def test_an_honest_wrong_submission_scores_what_its_answers_earn(attack_room):
+    rows = attack_rows(attack_room, "honest_wrong.ipynb")
+    assert {e: r["points"] for e, r in rows.items()} == HONEST, rows
+    assert attack_room["before"] == attack_room["after"]
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_attacks_from_inside_the_kernel_earn_only_the_honest_score(attack_room, attack):
+    rows = attack_rows(attack_room, f"{attack}.ipynb")
+    assert {e: r["points"] for e, r in rows.items()} == HONEST, rows
+    honest = attack_rows(attack_room, "honest_wrong.ipynb")
+    assert [t["status"] for r in rows.values() for t in r["tests"]] == [
+        t["status"] for r in honest.values() for t in r["tests"]
+    ]
+
+
+def test_no_process_of_a_submission_outlives_it(attack_room):
+    pid = int(attack_room["pid_file"].read_text())
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return  # killed and reaped
+    assert stat[stat.rindex(")") + 2] in "ZX", f"process {pid} of a graded submission still runs: {stat}"
+    assert {e: r["points"] for e, r in attack_rows(attack_room, "leaves_a_process.ipynb").items()} == HONEST
+
+
+def test_hard_coding_the_notebooks_inputs_fails_on_fresh_inputs(attack_room):
+    rows = attack_rows(attack_room, "hard_coded.ipynb")
+    tests = {t["name"]: t["status"] for t in rows["99.1"]["tests"]}
+    assert tests["equal_weights"] == tests["unequal_weights"] == "passed"  # known constants: honest points
+    assert tests["numpy_inputs"] == "failed"  # its seed-99 inputs are redrawn from the run's salt
+
+
+def test_a_value_that_cannot_cross_fails_its_tests_clearly(attack_room):
+    rows = attack_rows(attack_room, "unreceivable.ipynb")
+    assert rows["99.1"]["points"] == 0 and rows["99.1"]["status"] == "failed"
+    assert "cannot receive" in rows["99.1"]["message"] and "Always" in rows["99.1"]["message"]
+
+
+def test_fresh_inputs_are_the_notebooks_by_default_and_salted_in_the_grader():
+    import numpy as np
+
+    assert np.array_equal(checks.test_rng(99).random(3), np.random.default_rng(99).random(3))
+    with checks.fresh_inputs(1234):
+        a = checks.test_rng(99).random(3)
+        assert np.array_equal(a, checks.test_rng(99).random(3))  # same run, same inputs: fair and deterministic
+    with checks.fresh_inputs(1235):
+        b = checks.test_rng(99).random(3)
+    assert not np.array_equal(a, b) and not np.array_equal(a, np.random.default_rng(99).random(3))
+    assert np.array_equal(checks.test_rng(99).random(3), np.random.default_rng(99).random(3))
+    with pytest.raises(ValueError, match="salt=-1"):
+        with checks.fresh_inputs(-1):
+            pass
+
+
+def test_nothing_of_the_run_is_in_the_kernels_environment(tmp_path, monkeypatch):
+    env = grader.kernel_env()
+    assert not any("grades" in v or "hidden" in k.lower() for k, v in env.items())
+    assert grader.kernel_env(grader.Launch(env=(("X_SANDBOX", "1"),)))["X_SANDBOX"] == "1"
+
+
+def test_snapshot_reads_and_hashes_every_file_first(tmp_path):
+    a = tmp_path / "a.ipynb"
+    a.write_bytes(b"abc")
+    private = tmp_path / "private"
+    private.mkdir()
+    (copy, sha), (none, why) = grader.snapshot([a, tmp_path / "gone.ipynb"], private)
+    a.write_bytes(b"changed after the snapshot")
+    assert Path(copy).read_bytes() == b"abc" and sha == hashlib.sha256(b"abc").hexdigest()
+    assert none is None and "cannot read" in why
+    assert (private.stat().st_mode & 0o777) == 0o700
+
+
+# ---- hidden tests (instructor/hidden/) -------------------------------------------------------------
+
+
+def test_hidden_tests_load_for_02_07_08_and_never_reach_the_registry():
+    for lesson, ex_id in (("02", "02.4"), ("07", "07.4"), ("08", "08.2")):
+        hidden = grader.hidden_tests(lesson)
+        assert list(hidden) == [ex_id]
+        assert all(t.hidden and not t.in_check for t in hidden[ex_id])
+        visible = {t.name for t in checks.get(ex_id).tests}
+        assert not visible & {t.name for t in hidden[ex_id]}
+    assert grader.hidden_tests("99") == {}
+
+
+def test_broken_hidden_tests_are_a_clear_error_before_grading(tmp_path):
+    (tmp_path / "lesson99.py").write_text("HIDDEN = {'99.9': ()}\n")
+    with pytest.raises(ValueError, match="'99.9' is not one of lesson 99"):
+        grader.grade([], lesson="99", hidden=tmp_path)
+    with pytest.raises(ValueError, match="no such folder"):
+        grader.hidden_tests("99", tmp_path / "nope")
+
+
+def _loopback(answer, ex):
+    return grader.RemoteAnswer(grader.loopback_transport({ex.answer: answer}, ex.answer), ex.answer)
+
+
+def _hidden_cases():
+    from tests.fixtures.hidden_mistakes import HIDDEN_MISTAKES
+
+    return [pytest.param(m, id=f"{m.exercise}-{m.name}") for m in HIDDEN_MISTAKES]
+
+
+@pytest.mark.parametrize("mistake", _hidden_cases())
+def test_hidden_tests_catch_a_wrong_answer_every_visible_test_passes(mistake):
+    from tests.test_mistakes import wrong_answer
+
+    ex = checks.get(mistake.exercise)
+    answer = _loopback(wrong_answer(mistake), ex)
+    hidden = grader.hidden_tests(ex.lesson)[ex.id]
+    with checks.fresh_inputs(2026):
+        visible = {t.name: checks.run_test(ex, t, answer) for t in ex.tests}
+        secret = {t.name: checks.run_test(ex, t, answer) for t in hidden}
+    assert all(ok for ok, _ in visible.values()), visible
+    assert not any(ok for ok, _ in secret.values()), secret
+    message = " ".join(m for _, m in secret.values())
+    assert all(p in message for p in mistake.expect), message
+
+
+@pytest.mark.parametrize("ex_id", ["02.4", "07.4", "08.2"])
+def test_the_solution_passes_the_hidden_tests(ex_id):
+    from tests.test_exercises import namespace
+
+    ex = checks.get(ex_id)
+    path = sorted(course.SOLUTIONS_DIR.glob(f"{ex.lesson}_*.ipynb"))[0]
+    ns, _ = namespace(path, "solution")
+    answer = _loopback(ns[ex.answer], ex)
+    for salt in (None, 7, 2026):
+        with checks.fresh_inputs(salt):
+            for t in grader.hidden_tests(ex.lesson)[ex_id]:
+                assert checks.run_test(ex, t, answer) == (True, "passed")
+
+
+def test_the_gradebook_reports_hidden_points_apart(tmp_path):
+    """Lesson 02 in a real kernel: the last-round slip gets every visible point of 02.4 and no hidden one."""
+    from tests.fixtures.hidden_mistakes import HIDDEN_MISTAKES
+
+    mistake = next(m for m in HIDDEN_MISTAKES if m.exercise == "02.4")
+    src = sorted(course.SOLUTIONS_DIR.glob("02_*.ipynb"))[0]
+    nb = course.student_notebook(course.read_notebook(src), solved="all")
+    cell = exercise_cell(nb, "02.4")
+    for old, new in mistake.edits:
+        cell.source = cell.source.replace(old, new)
+    path = tmp_path / "slip.ipynb"
+    path.write_bytes(as_bytes(nb))
+    rows = {r["exercise"]: r for r in grader.grade([path], lesson="02", workers=1)}
+    row = rows["02.4"]
+    assert row["visible_points"] == row["visible_max"] == checks.get("02.4").points
+    assert row["hidden_max"] == 1.0 and row["hidden_points"] == 0.0 and row["status"] == "partial"
+    assert "1 of 1 hidden test(s) failed" in row["message"] and "last round" not in row["message"]
+    hidden = [t for t in row["tests"] if t["hidden"]]
+    assert [t["status"] for t in hidden] == ["failed"] and "last round" in hidden[0]["message"]
+    assert all(r["status"] == "ok" and r["hidden_max"] == 0 for e, r in rows.items() if e != "02.4")
+
+
+def test_grading_code_changed_on_disk_stops_grading_loudly(tmp_path):
+    """A kernel that rewrites the package (an always-pass helper appended to an exercise module) is caught."""
+    manifest = grader.code_manifest()
+    assert str(Path(checks.__file__).resolve()) in manifest and grader.changed_code(manifest) == []
+    helper = tmp_path / "exercise_module.py"
+    helper.write_text("TESTS = 1\n")
+    manifest[str(helper)] = hashlib.sha256(helper.read_bytes()).hexdigest()
+    assert grader.changed_code(manifest) == []
+    helper.write_text("TESTS = 1\ncheck = lambda *a, **k: None  # always pass\n")
+    assert grader.changed_code(manifest) == [str(helper)]
+    sub = tmp_path / "correct.ipynb"
+    sub.write_bytes(as_bytes(solved()))
+    (row,) = grader._grade_safe(
+        str(sub), "correct.ipynb", "99", None, grader.Limits(), None, 1, grader.Launch(), manifest
+    )
+    assert row["status"] == "error" and "grading code changed on disk before" in row["message"]
+    assert row["points"] == 0 and row["max_points"] == sum(POINTS.values())

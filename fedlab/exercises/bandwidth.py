@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedlab import compress
-from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_equal, register
+from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_equal, register, test_rng
 
 MLP_SHAPES = [(128, 64), (128,), (10, 128), (10,)]
 
@@ -52,7 +52,7 @@ def _t_bytes_mlp1(answer):
 
 
 def _t_bytes_reference(answer):
-    rng = np.random.default_rng(0)
+    rng = test_rng(0)
     shapes = [(7, 5), (11,), (2, 3, 4), (1,)]
     for bits in (1, 2, 5, 8, 13, 16, 32):
         msgs = [compress.quantize(rng.standard_normal(s), bits=bits, rng=rng) for s in shapes]
@@ -81,7 +81,7 @@ def _decoded(out, what):
 
 
 def _t_q_range(answer):
-    x = np.random.default_rng(1).standard_normal((5, 7)).astype(np.float32)
+    x = test_rng(1).standard_normal((5, 7)).astype(np.float32)
     for bits in (1, 3, 8):
         codes, lo, step = _triple(answer(x, bits=bits, rng=0), f"a 5x7 tensor at {bits} bits")
         expect_equal(codes.shape, x.shape, what=f"{bits} bits: shape of codes", hint="one code per entry of x")
@@ -99,7 +99,7 @@ def _t_q_range(answer):
 
 
 def _t_q_error(answer):
-    x = np.random.default_rng(2).standard_normal(200).astype(np.float32)
+    x = test_rng(2).standard_normal(200).astype(np.float32)
     span = float(x.max() - x.min())
     for bits in (1, 2, 4, 8):
         deq, _, _, step = _decoded(answer(x, bits=bits, rng=3), f"{bits} bits")
@@ -142,7 +142,7 @@ def _t_q_seeded(answer):
             "the same seed gave different codes. Hint: take the random numbers from "
             "g = np.random.default_rng(rng) (or rng itself if it is a Generator), never from np.random.*"
         )
-    g = np.random.default_rng(12)
+    g = test_rng(12)
     c, _, _ = _triple(answer(x, bits=2, rng=g), "a Generator, first call")
     d, _, _ = _triple(answer(x, bits=2, rng=g), "the same Generator, second call")
     if np.array_equal(c, d):
@@ -166,7 +166,7 @@ def _t_q_constant(answer):
 
 
 def _t_q_16bits(answer):
-    x = np.random.default_rng(6).standard_normal(1000).astype(np.float32)
+    x = test_rng(6).standard_normal(1000).astype(np.float32)
     deq, _, _, _ = _decoded(answer(x, bits=16, rng=7), "16 bits")
     err = float(np.max(np.abs(deq - x)))
     if err > 2e-4 * float(x.max() - x.min()):
@@ -204,13 +204,13 @@ def _t_topk_known(answer):
 
 
 def _t_topk_matrix(answer):
-    x = np.random.default_rng(8).standard_normal((6, 5)).astype(np.float32)
+    x = test_rng(8).standard_normal((6, 5)).astype(np.float32)
     _topk_case(answer, x, 0.2, "a 6x5 matrix, fraction 0.2 (6 entries)",
                hint="work on x.ravel(); indices point into the flattened array")
 
 
 def _t_topk_random(answer):
-    rng = np.random.default_rng(9)
+    rng = test_rng(9)
     for n, fraction in ((1000, 0.01), (97, 0.3), (10, 0.25)):
         _topk_case(answer, rng.standard_normal(n).astype(np.float32), fraction, f"{n} entries, fraction {fraction}")
 
@@ -250,7 +250,7 @@ def _t_ef_known(answer):
 
 
 def _t_ef_reference(answer):
-    rng = np.random.default_rng(10)
+    rng = test_rng(10)
     res_ref = res = np.zeros((4, 6), np.float32)
     for r in range(4):
         delta = rng.standard_normal((4, 6)).astype(np.float32)
@@ -262,7 +262,7 @@ def _t_ef_reference(answer):
 
 
 def _t_ef_conserves(answer):
-    rng = np.random.default_rng(11)
+    rng = test_rng(11)
     res = np.zeros(50, np.float32)
     total_sent, total_delta = np.zeros(50), np.zeros(50)
     for r in range(6):
@@ -275,7 +275,7 @@ def _t_ef_conserves(answer):
 
 
 def _t_ef_first(answer):
-    delta = np.random.default_rng(12).standard_normal(40).astype(np.float32)
+    delta = test_rng(12).standard_normal(40).astype(np.float32)
     sent, _ = _sent_res(answer(delta, np.zeros(40, np.float32), fraction=0.1), "zero residual", (40,))
     expect_close(sent, compress.densify(compress.topk(delta, fraction=0.1)),
                  what="with a zero residual the step is plain top-k")

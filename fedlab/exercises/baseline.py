@@ -22,7 +22,7 @@ import numpy as np
 
 from fedlab import fedavg, models
 from fedlab import params as P
-from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_params_close, register
+from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_params_close, register, test_rng
 from fedlab.engine import torch_threads
 
 STD_FLOOR = 1e-8
@@ -170,7 +170,7 @@ def _t_std_constant(answer):
 
 
 def _t_std_standardizes(answer):
-    rng = np.random.default_rng(11)
+    rng = test_rng(11)
     x = rng.normal([65.0, 7.0, 8000.0], [8.0, 1.0, 5000.0], size=(40, 3)).astype(np.float32)
     center, scale = _stats(answer, x, "40 random rows of 3 features")
     z = (x - np.asarray(center, dtype=np.float64)) / np.asarray(scale, dtype=np.float64)
@@ -179,7 +179,7 @@ def _t_std_standardizes(answer):
 
 
 def _t_std_random(answer):
-    rng = np.random.default_rng(12)
+    rng = test_rng(12)
     for n, d in ((1, 4), (7, 1), (200, 8)):
         x = rng.standard_normal((n, d)) * rng.uniform(0.1, 100.0, size=d) + rng.uniform(-50, 50, size=d)
         x[:, 0] = 0.1  # a constant column whose float std is ~1e-17, not exactly 0
@@ -198,7 +198,7 @@ def _t_std_random(answer):
 
 
 def _toy(n, d, *, seed, noise=0.5):
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     w = rng.standard_normal(d)
     x = rng.standard_normal((n, d)).astype(np.float32)
     y = (x @ w + noise * rng.standard_normal(n) > 0).astype(np.int64)
@@ -429,7 +429,7 @@ def _t_group_missing(answer):
 
 
 def _t_group_random(answer):
-    rng = np.random.default_rng(13)
+    rng = test_rng(13)
     for n, k in ((500, 3), (57, 5), (1, 1)):
         y_true = rng.integers(0, 2, size=n)
         y_pred = np.where(rng.random(n) < 0.7, y_true, 1 - y_true)
@@ -442,7 +442,7 @@ def _t_group_random(answer):
 
 
 def _t_group_single(answer):
-    rng = np.random.default_rng(14)
+    rng = test_rng(14)
     y_true, y_pred = rng.integers(0, 2, size=50), rng.integers(0, 2, size=50)
     group = np.full(50, "all")
     _expect_groups(
@@ -508,7 +508,7 @@ def _t_unique_extremes(answer):
 
 
 def _t_unique_random(answer):
-    rng = np.random.default_rng(15)
+    rng = test_rng(15)
     n = 300
     table = {
         "age_group": rng.integers(0, 3, size=n),

@@ -16,7 +16,7 @@ import numpy as np
 
 from fedlab import capstone, dp, secagg
 from fedlab import params as P
-from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_equal, register
+from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_equal, register, test_rng
 
 # ---- 10.1 private_round -------------------------------------------------------------------------
 
@@ -28,7 +28,7 @@ _ROUND_HINT = (
 
 
 def _deltas(n, *, seed, scale=0.3, shapes=((2, 3), (2,))):
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     return [[(scale * rng.standard_normal(s)).astype(np.float32) for s in shapes] for _ in range(n)]
 
 
@@ -105,7 +105,7 @@ def _t_round_noise(answer):
 
 
 def _t_round_generator(answer):
-    gen_a, gen_b = np.random.default_rng(11), np.random.default_rng(11)
+    gen_a, gen_b = test_rng(11), test_rng(11)
     deltas = _deltas(4, seed=3, shapes=((3,), (2, 2), (1,)))
     got = answer(deltas, clip_norm=2.0, noise_multiplier=0.7, expected_clients=3.0, bits=16, rng=gen_a)
     want = capstone.private_round(deltas, clip_norm=2.0, noise_multiplier=0.7, expected_clients=3.0, bits=16,

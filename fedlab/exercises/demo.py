@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_equal, register
+from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_equal, register, test_rng
 
 
 def reference_weighted_mean(values, weights) -> float:
@@ -56,7 +56,7 @@ def _wm_unequal_weights(answer):
 
 
 def _wm_numpy_inputs(answer):
-    rng = np.random.default_rng(99)
+    rng = test_rng(99)
     values, weights = rng.standard_normal(50), rng.integers(1, 100, size=50)
     expect_close(answer(values, weights), reference_weighted_mean(values, weights), what="weighted_mean on arrays")
 
@@ -90,7 +90,7 @@ def _clip_zero_vector(answer):
 
 
 def _clip_random(answer):
-    rng = np.random.default_rng(7)
+    rng = test_rng(7)
     for _ in range(5):
         v, c = rng.standard_normal(6) * 3, float(rng.uniform(0.5, 4.0))
         expect_close(answer(v, c), reference_clip_norm(v, c), what=f"clip_norm of a random 6-vector at {c:.2f}")

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from fedlab import distributed_dp, secagg, secagg_malicious
-from fedlab.checks import CheckFailed, Exercise, Test, expect_close, register
+from fedlab.checks import CheckFailed, Exercise, Test, expect_close, register, test_rng
 
 
 def _array(got, *, what: str, shape: tuple, integers: bool = False, hint: str = "") -> np.ndarray:
@@ -92,19 +92,19 @@ def _t_rot_known(answer):
 
 
 def _t_rot_padding(answer):
-    gen = np.random.default_rng(1)
+    gen = test_rng(1)
     _rot_case(answer, gen.standard_normal(5), distributed_dp.rotation_signs(5, rng=2),
               "5 coordinates, padded to 8", hint="np.zeros(len(signs)); padded[:len(x)] = x")  # fmt: skip
 
 
 def _t_rot_reference(answer):
-    gen = np.random.default_rng(3)
+    gen = test_rng(3)
     _rot_case(answer, gen.standard_normal(100), distributed_dp.rotation_signs(100, rng=4),
               "100 coordinates (padded to 128), against distributed_dp.rotate")  # fmt: skip
 
 
 def _t_rot_inverse(answer):
-    gen = np.random.default_rng(5)
+    gen = test_rng(5)
     x = gen.standard_normal(37) * 3
     signs = distributed_dp.rotation_signs(37, rng=6)
     y = _array(answer(x.copy(), signs=signs), what="the inverse", shape=(64,))
@@ -157,7 +157,7 @@ def _t_round_integers(answer):
 
 
 def _t_round_reference(answer):
-    gen = np.random.default_rng(1)
+    gen = test_rng(1)
     y = gen.standard_normal(64) * 4
     bound = distributed_dp.rounded_l2_bound(norm=float(np.linalg.norm(y)), dim=64, beta=distributed_dp.DEFAULT_BETA)
     what = "64 coordinates, bound from rounded_l2_bound, against distributed_dp.conditional_round"
@@ -172,7 +172,7 @@ def _t_round_redraw(answer):
 
 def _t_round_unbiased(answer):
     y = np.array([0.25, -1.7, 2.5, 0.9])
-    gen = np.random.default_rng(7)
+    gen = test_rng(7)
     draws = np.stack([np.asarray(answer(y.copy(), bound=100.0, rng=gen, max_tries=5)) for _ in range(4000)])
     mean = draws.mean(0)
     if np.any(np.abs(mean - y) > 0.05):

@@ -19,7 +19,7 @@ import numpy as np
 
 from fedlab import dp
 from fedlab import params as P
-from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_params_close, register
+from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_params_close, register, test_rng
 
 # ---- 08.1 clip_to_norm --------------------------------------------------------------------------
 
@@ -61,7 +61,7 @@ def _t_clip_global(answer):
 
 
 def _t_clip_random(answer):
-    rng = np.random.default_rng(8)
+    rng = test_rng(8)
     for scale in (0.01, 1.0, 30.0):
         delta = [rng.standard_normal(s).astype(np.float32) * scale for s in ((5, 4), (5,), (3, 5), (3,))]
         before = [d.copy() for d in delta]
@@ -121,7 +121,7 @@ def _avg_slips(deltas, *, s, e) -> dict:
 
 def _t_avg_known(answer):
     deltas = [[np.array([3.0, 4.0])], [np.array([0.3, 0.4])]]
-    got = _call_avg(answer, deltas, s=1.0, z=0.0, e=4.0, rng=np.random.default_rng(0), what="two clients")
+    got = _call_avg(answer, deltas, s=1.0, z=0.0, e=4.0, rng=test_rng(0), what="two clients")
     expect_params_close(
         got, [np.array([0.225, 0.3])],
         what="two clients [3, 4] and [0.3, 0.4], clip_norm 1, no noise, expected_clients 4",
@@ -131,10 +131,10 @@ def _t_avg_known(answer):
 
 
 def _t_avg_random(answer):
-    rng = np.random.default_rng(3)
+    rng = test_rng(3)
     deltas = [[rng.standard_normal((4, 3)) * c, rng.standard_normal(3) * c] for c in (0.1, 1.0, 5.0, 0.5, 2.0)]
     want = dp.dp_aggregate(deltas, clip_norm=1.0, noise_multiplier=0.0, expected_clients=10.0, rng=0)
-    got = _call_avg(answer, deltas, s=1.0, z=0.0, e=10.0, rng=np.random.default_rng(0), what="five clients")
+    got = _call_avg(answer, deltas, s=1.0, z=0.0, e=10.0, rng=test_rng(0), what="five clients")
     expect_params_close(got, want, what="five random clients, clip_norm 1, no noise, expected_clients 10",
                         hint=_AVG_HINT, rtol=1e-5, atol=1e-7, like=_avg_slips(deltas, s=1.0, e=10.0))  # fmt: skip
 
@@ -143,7 +143,7 @@ def _t_avg_noise(answer):
     n = 40_000
     deltas = [[np.full(n, 0.002)], [np.full(n, -0.001)], [np.full(n, 0.003)]]  # norms 0.4, 0.2, 0.6: S = 0.5 clips one
     clean = dp.dp_aggregate(deltas, clip_norm=0.5, noise_multiplier=0.0, expected_clients=5.0, rng=0)[0]
-    got = _call_avg(answer, deltas, s=0.5, z=2.0, e=5.0, rng=np.random.default_rng(11), what="noise")[0]
+    got = _call_avg(answer, deltas, s=0.5, z=2.0, e=5.0, rng=test_rng(11), what="noise")[0]
     if got.shape != (n,):
         raise CheckFailed(f"noise test: expected one tensor of shape ({n},), got {got.shape}")
     noise = got - clean
@@ -168,11 +168,11 @@ def _t_avg_noise(answer):
 
 
 def _t_avg_rng(answer):
-    rng = np.random.default_rng(5)
+    rng = test_rng(5)
     deltas = [[rng.standard_normal((3, 2))], [rng.standard_normal((3, 2))]]
-    a = _call_avg(answer, deltas, s=1.0, z=1.0, e=2.0, rng=np.random.default_rng(7), what="seeded noise")
-    b = _call_avg(answer, deltas, s=1.0, z=1.0, e=2.0, rng=np.random.default_rng(7), what="seeded noise")
-    c = _call_avg(answer, deltas, s=1.0, z=1.0, e=2.0, rng=np.random.default_rng(8), what="seeded noise")
+    a = _call_avg(answer, deltas, s=1.0, z=1.0, e=2.0, rng=test_rng(7), what="seeded noise")
+    b = _call_avg(answer, deltas, s=1.0, z=1.0, e=2.0, rng=test_rng(7), what="seeded noise")
+    c = _call_avg(answer, deltas, s=1.0, z=1.0, e=2.0, rng=test_rng(8), what="seeded noise")
     if not all(np.array_equal(x, y) for x, y in zip(a, b)):
         raise CheckFailed("the same Generator seed gave different results: draw the noise from rng, not from "
                           "np.random's global state")  # fmt: skip

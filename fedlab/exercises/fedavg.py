@@ -17,11 +17,20 @@ import torch.nn.functional as F
 
 from fedlab import fedavg, models, seeding
 from fedlab import params as P
-from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_equal, expect_params_close, register
+from fedlab.checks import (
+    CheckFailed,
+    Exercise,
+    Test,
+    expect_close,
+    expect_equal,
+    expect_params_close,
+    register,
+    test_rng,
+)
 
 
 def _toy(n, *, d=6, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     w = rng.standard_normal((d, classes))
     x = rng.standard_normal((n, d)).astype(np.float32)
     y = np.argmax(x @ w + 0.5 * rng.standard_normal((n, classes)), axis=1).astype(np.int64)
@@ -62,7 +71,7 @@ def sgd_slip(spec, params, x, y, *, orders, batch_size, lr, mu=0.0, zero_grad=Fa
 def _client_case(answer, *, spec, n, batch_size, epochs, lr, seed, what):
     x, y = _toy(n, d=spec.in_features, classes=spec.num_classes, seed=seed)
     params = models.init_params(spec, rng=seed)
-    orders = fedavg.epoch_orders(np.random.default_rng(seed + 1).random((epochs, n)))
+    orders = fedavg.epoch_orders(test_rng(seed + 1).random((epochs, n)))
     want = fedavg.local_sgd(spec, params, x, y, orders=orders, batch_size=batch_size, lr=lr)
     before = [p.copy() for p in params]
     got = _as_output(answer(spec, params, x, y, orders=orders, batch_size=batch_size, lr=lr), what)
@@ -150,7 +159,7 @@ def _t_client_uneven(answer):
 
 
 def _outputs(weights, *, seed, shapes=((3, 2), (2,))):
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     return [fedavg.ClientOutput([rng.standard_normal(s).astype(np.float32) for s in shapes], w) for w in weights]
 
 
@@ -248,7 +257,7 @@ def _round_case(answer, *, sizes, fraction, epochs, batch_size, lr, seed, what):
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
-        rng=np.random.default_rng(seed),
+        rng=test_rng(seed),
     )
     got = answer(
         spec,
@@ -258,7 +267,7 @@ def _round_case(answer, *, sizes, fraction, epochs, batch_size, lr, seed, what):
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
-        rng=np.random.default_rng(seed),
+        rng=test_rng(seed),
     )
     avg = P.subtract(want, params)
     like = {
@@ -266,7 +275,7 @@ def _round_case(answer, *, sizes, fraction, epochs, batch_size, lr, seed, what):
         "params - delta: the delta is already new - old, so add it": P.subtract(params, avg),
         "the unweighted mean of the deltas: aggregate by example count (fedavg.aggregate)": _unweighted_round(
             spec, params, clients, fraction=fraction, epochs=epochs, batch_size=batch_size, lr=lr,
-            rng=np.random.default_rng(seed)
+            rng=test_rng(seed)
         ),
     }
     expect_params_close(

@@ -14,14 +14,23 @@ from __future__ import annotations
 import numpy as np
 
 from fedlab import models
-from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_equal, expect_params_close, register
+from fedlab.checks import (
+    CheckFailed,
+    Exercise,
+    Test,
+    expect_close,
+    expect_equal,
+    expect_params_close,
+    register,
+    test_rng,
+)
 from fedlab.flower import core
 
 # ---- 11.1 params_to_record -------------------------------------------------------------------------
 
 
 def _params(n_tensors=2, *, seed=0, dtype=np.float32):
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     shapes = [(3, 4), (3,), (2, 2, 2), (5,), (1,)]
     return [rng.standard_normal(shapes[i % len(shapes)]).astype(dtype) for i in range(n_tensors)]
 
@@ -151,7 +160,7 @@ def _t_back_bad_keys(answer):
 
 
 def _replies(sizes, *, seed, node_ids=None, keys=None):
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     out = []
     for i, n in enumerate(sizes):
         delta = [rng.standard_normal((3, 2)).astype(np.float32), rng.standard_normal(3).astype(np.float32)]

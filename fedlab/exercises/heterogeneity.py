@@ -20,7 +20,16 @@ import numpy as np
 
 from fedlab import fairness, fedavg, models, partition, server_opt
 from fedlab import params as P
-from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_equal, expect_params_close, register
+from fedlab.checks import (
+    CheckFailed,
+    Exercise,
+    Test,
+    expect_close,
+    expect_equal,
+    expect_params_close,
+    register,
+    test_rng,
+)
 from fedlab.exercises.fedavg import sgd_slip
 
 # ---- 03.1 dirichlet_split -----------------------------------------------------------------
@@ -99,7 +108,7 @@ def _t_dir_seeded(answer):
             "the same seed gave two different splits. Hint: take all randomness from "
             "g = np.random.default_rng(rng) (or rng itself if it is a Generator), never from np.random.*"
         )
-    g = np.random.default_rng(3)
+    g = test_rng(3)
     c = _parts_of(answer, y, num_clients=8, alpha=0.5, rng=g, what="a Generator, first call")
     d = _parts_of(answer, y, num_clients=8, alpha=0.5, rng=g, what="the same Generator, second call")
     if all(np.array_equal(np.sort(p), np.sort(q)) for p, q in zip(c, d)):
@@ -147,14 +156,14 @@ def _t_group_empty(answer):
 
 
 def _t_group_random(answer):
-    rng = np.random.default_rng(5)
+    rng = test_rng(5)
     yt, yp, g = rng.integers(0, 3, 500), rng.integers(0, 3, 500), rng.integers(0, 4, 500)
     want = fairness.per_group_accuracy(yt, yp, g, num_groups=4)
     expect_close(answer(yt, yp, g, num_groups=4), want, what="500 random rows, 4 groups")
 
 
 def _t_group_weighted_mean(answer):
-    rng = np.random.default_rng(6)
+    rng = test_rng(6)
     yt, yp = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
     g = np.minimum(rng.geometric(0.4, 300) - 1, 2)  # unequal group sizes
     acc = np.asarray(answer(yt, yp, g, num_groups=3), dtype=float)
@@ -168,7 +177,7 @@ def _t_group_weighted_mean(answer):
 
 
 def _toy(n, *, d=6, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     w = rng.standard_normal((d, classes))
     x = rng.standard_normal((n, d)).astype(np.float32)
     y = np.argmax(x @ w + 0.5 * rng.standard_normal((n, classes)), axis=1).astype(np.int64)
@@ -178,7 +187,7 @@ def _toy(n, *, d=6, classes=3, seed=0):
 def _prox_case(answer, *, spec, n, batch_size, epochs, lr, mu, seed, what):
     x, y = _toy(n, d=spec.in_features, classes=spec.num_classes, seed=seed)
     params = models.init_params(spec, rng=seed)
-    orders = fedavg.epoch_orders(np.random.default_rng(seed + 1).random((epochs, n)))
+    orders = fedavg.epoch_orders(test_rng(seed + 1).random((epochs, n)))
     want = fedavg.local_sgd(spec, params, x, y, orders=orders, batch_size=batch_size, lr=lr, mu=mu)
     before = [p.copy() for p in params]
     got = answer(spec, params, x, y, orders=orders, batch_size=batch_size, lr=lr, mu=mu)
@@ -231,7 +240,7 @@ def _t_prox_shrinks(answer):
     spec = models.mlp(6, (8,), 3)
     x, y = _toy(20, seed=4)
     params = models.init_params(spec, rng=4)
-    orders = fedavg.epoch_orders(np.random.default_rng(5).random((5, 20)))
+    orders = fedavg.epoch_orders(test_rng(5).random((5, 20)))
     norms = [P.norm(answer(spec, params, x, y, orders=orders, batch_size=4, lr=0.2, mu=mu).delta)
              for mu in (0.0, 0.5, 2.0)]
     if not norms[0] > norms[1] > norms[2]:
@@ -266,7 +275,7 @@ def _t_mom_known(answer):
 
 
 def _random_params(seed, shapes=((4, 3), (3,))):
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     return [rng.standard_normal(s).astype(np.float32) for s in shapes]
 
 

@@ -17,7 +17,7 @@ import numbers
 import numpy as np
 
 from fedlab import attacks, metrics, models
-from fedlab.checks import CheckFailed, Exercise, Test, expect_close, register
+from fedlab.checks import CheckFailed, Exercise, Test, expect_close, register, test_rng
 
 # ---- 05.1 analytic_reconstruction ---------------------------------------------------------------
 
@@ -29,7 +29,7 @@ _ANALYTIC_HINT = (
 
 def _first_layer_case(spec, seed):
     params = models.init_params(spec, rng=seed)
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     x, y = rng.random((1, spec.in_features)), rng.integers(0, spec.num_classes, 1)
     g = attacks.model_gradient(spec, params, x, y)
     return g[0], g[1], x[0]
@@ -127,7 +127,7 @@ def _t_idlg_hand(answer):
 
 
 def _idlg_cases(answer, spec, n, seed, what):
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     for case in range(n):
         params = models.init_params(spec, rng=seed + case)
         x, y = rng.random((1, 64)), int(rng.integers(0, 10))
@@ -176,7 +176,7 @@ def _t_psnr_known(answer):
 
 
 def _t_psnr_random(answer):
-    rng = np.random.default_rng(5)
+    rng = test_rng(5)
     for _ in range(5):
         x = rng.random(64)
         x_hat = np.clip(x + 0.1 * rng.standard_normal(64), 0, 1)
@@ -187,7 +187,7 @@ def _t_psnr_random(answer):
 
 
 def _t_psnr_images(answer):
-    rng = np.random.default_rng(6)
+    rng = test_rng(6)
     x = rng.random((3, 8, 8))
     x_hat = x.copy()
     x_hat[0, 0, 0] += 0.5  # one wrong pixel out of 192
@@ -198,7 +198,7 @@ def _t_psnr_images(answer):
 
 
 def _t_psnr_identical(answer):
-    x = np.random.default_rng(7).random(64)
+    x = test_rng(7).random(64)
     try:
         with np.errstate(divide="ignore"):
             got = float(answer(x, x.copy()))
@@ -248,7 +248,7 @@ def _auc_reference(m, n):
 
 
 def _t_auc_random(answer):
-    rng = np.random.default_rng(8)
+    rng = test_rng(8)
     m, n = rng.exponential(0.5, 40), rng.exponential(1.0, 55)
     _auc_close(answer, m, n, _auc_reference(m, n), what="40 members and 55 non-members (random losses)", rtol=1e-9)
 
@@ -258,7 +258,7 @@ def _t_auc_ties(answer):
         answer, np.array([0.5]), np.array([0.5]), 0.5, what="one member and one non-member with the same loss",
         hint="a tie counts one half",
     )  # fmt: skip
-    rng = np.random.default_rng(9)
+    rng = test_rng(9)
     m, n = np.round(rng.exponential(0.5, 300), 1), np.round(rng.exponential(1.0, 200), 1)  # many ties
     _auc_close(answer, m, n, _auc_reference(m, n), what="losses rounded to 0.1 (many ties)",
                hint="a tie counts one half", rtol=1e-9)  # fmt: skip

@@ -15,11 +15,11 @@ import numpy as np
 
 from fedlab import fedavg, robust, telemetry
 from fedlab import params as P
-from fedlab.checks import CheckFailed, Exercise, Test, expect_equal, expect_params_close, register
+from fedlab.checks import CheckFailed, Exercise, Test, expect_equal, expect_params_close, register, test_rng
 
 
 def _deltas(n, *, seed, shapes=((3, 2), (2,))):
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     return [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(n)]
 
 
@@ -108,7 +108,7 @@ def _t_flag_nan(answer):
 
 
 def _t_flag_threshold(answer):
-    rng = np.random.default_rng(3)
+    rng = test_rng(3)
     norms = np.abs(rng.normal(1.0, 0.1, 30))
     norms[[4, 17]] = [1.6, 0.2]
     for t in (2.0, 3.5, 6.0):

@@ -17,11 +17,11 @@ import numpy as np
 
 from fedlab import fedavg, models, personal
 from fedlab import params as P
-from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_params_close, register
+from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_params_close, register, test_rng
 
 
 def _toy(n, *, d=5, classes=2, seed=0):
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     w = rng.standard_normal((d, classes))
     x = rng.standard_normal((n, d)).astype(np.float32)
     y = np.argmax(x @ w + 0.7 * rng.standard_normal((n, classes)), axis=1).astype(np.int64)
@@ -81,7 +81,7 @@ def _t_acc_per_user_not_per_day(answer):
 
 
 def _t_acc_random(answer):
-    rng = np.random.default_rng(3)
+    rng = test_rng(3)
     user = rng.integers(0, 40, 500)
     _acc_case(answer, rng.integers(0, 2, 500), rng.integers(0, 2, 500), user, 45, "500 shuffled rows of 40 of 45 users")
 
@@ -105,8 +105,10 @@ def _ft_case(answer, *, spec, n, steps, batch_size, lr, seed, what, hint=""):
     x, y = _toy(n, d=spec.in_features, classes=spec.num_classes, seed=seed)
     params = models.init_params(spec, rng=seed)
     before = [p.copy() for p in params]
-    want = reference_fine_tune_user(spec, params, x, y, steps=steps, batch_size=batch_size, lr=lr, rng=seed + 1)
-    got = answer(spec, params, x, y, steps=steps, batch_size=batch_size, lr=lr, rng=np.random.default_rng(seed + 1))
+    want = reference_fine_tune_user(
+        spec, params, x, y, steps=steps, batch_size=batch_size, lr=lr, rng=test_rng(seed + 1)
+    )
+    got = answer(spec, params, x, y, steps=steps, batch_size=batch_size, lr=lr, rng=test_rng(seed + 1))
     _unchanged(before, params, what, "global params")
     got = _as_params(got, want, what)
     if steps and P.allclose(got, P.add(want, [-p for p in params]), atol=1e-5, rtol=1e-4):

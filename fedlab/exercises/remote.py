@@ -19,14 +19,23 @@ import numbers
 import numpy as np
 
 from fedlab import fedavg, models, remote
-from fedlab.checks import CheckFailed, Exercise, Test, expect_close, expect_equal, expect_params_close, register
+from fedlab.checks import (
+    CheckFailed,
+    Exercise,
+    Test,
+    expect_close,
+    expect_equal,
+    expect_params_close,
+    register,
+    test_rng,
+)
 
 # ---- 06.1 make_mock -----------------------------------------------------------------------
 
 
 def _records(n=600, *, seed=0, dtype=np.float32):
     """Health-like records: columns on different scales, one binary column; labels with 30 % positives."""
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     x = np.column_stack(
         [
             rng.normal(65, 8, n),  # resting heart rate
@@ -138,7 +147,7 @@ def _t_mock_seeded(answer):
 
 
 def _t_mock_other_schema(answer):
-    rng = np.random.default_rng(5)
+    rng = test_rng(5)
     x = rng.normal([1.0, -200.0], [0.1, 30.0], size=(80, 2))  # float64 this time
     y = rng.choice(np.array([2, 5, 7], dtype=np.int32), size=80)
     xm, ym = _mock(answer, x, y, rng=0, what="80 float64 records with labels {2, 5, 7} (int32)")
@@ -152,7 +161,7 @@ def _t_mock_other_schema(answer):
 
 
 def _site(n, *, d=4, classes=2, seed=0):
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     w = rng.standard_normal((d, classes))
     x = rng.standard_normal((n, d)).astype(np.float32)
     y = np.argmax(x @ w + 0.5 * rng.standard_normal((n, classes)), axis=1)
@@ -231,7 +240,7 @@ def _t_update_seeded(answer):
 
 
 def _results(sizes, *, seed, shapes=((2, 3), (2,))):
-    rng = np.random.default_rng(seed)
+    rng = test_rng(seed)
     return [
         {
             "delta": [rng.standard_normal(s).astype(np.float32) for s in shapes],

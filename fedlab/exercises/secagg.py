@@ -17,7 +17,7 @@ import itertools
 import numpy as np
 
 from fedlab import secagg
-from fedlab.checks import CheckFailed, Exercise, Test, expect_equal, register
+from fedlab.checks import CheckFailed, Exercise, Test, expect_equal, register, test_rng
 
 RING = 2**32
 _CHI2_CRIT_15 = 56.49  # chi-square with 15 degrees of freedom, upper 1e-6 tail: a fair share fails 1 time in 10^6
@@ -54,7 +54,7 @@ _ADD_HINT = (
 
 def _shares_case(answer, x, n, seed, what):
     x = np.asarray(x, dtype=np.uint32)
-    raw = answer(x, n=n, rng=np.random.default_rng(seed))
+    raw = answer(x, n=n, rng=test_rng(seed))
     rows = np.shape(raw)
     if len(rows) == 2 and rows[1] == x.size and rows[0] in (n - 1, n + 1):
         raise CheckFailed(
@@ -103,9 +103,9 @@ def _t_add_uniform(answer):
 
 def _t_add_reproducible(answer):
     x = np.arange(10, dtype=np.uint32)
-    a = _ints(answer(x, n=4, rng=np.random.default_rng(5)), what="n = 4, seed 5")
-    b = _ints(answer(x, n=4, rng=np.random.default_rng(5)), what="n = 4, seed 5 again")
-    c = _ints(answer(x, n=4, rng=np.random.default_rng(6)), what="n = 4, seed 6")
+    a = _ints(answer(x, n=4, rng=test_rng(5)), what="n = 4, seed 5")
+    b = _ints(answer(x, n=4, rng=test_rng(5)), what="n = 4, seed 5 again")
+    c = _ints(answer(x, n=4, rng=test_rng(6)), what="n = 4, seed 6")
     if not np.array_equal(a, b):
         raise CheckFailed("the same rng seed gave different shares: draw every random number from `rng`")
     if np.array_equal(a, c):
@@ -119,7 +119,7 @@ def _t_add_one(answer):
 
 
 def _t_add_many(answer):
-    x = np.random.default_rng(3).integers(0, RING, size=2000, dtype=np.uint32)
+    x = test_rng(3).integers(0, RING, size=2000, dtype=np.uint32)
     got = _shares_case(answer, x, 10, 4, "n = 10 shares of 2000 random values")
     for i in range(9):
         if _chi2_top_bits(got[i]) > _CHI2_CRIT_15:
@@ -184,7 +184,7 @@ def _t_mask_middle(answer):
 
 def _t_mask_cancel(answer):
     n, d = 4, 50
-    x = np.random.default_rng(8).integers(0, 1000, size=(n, d)).astype(np.uint32)
+    x = test_rng(8).integers(0, 1000, size=(n, d)).astype(np.uint32)
     total = np.zeros(d, dtype=np.uint32)
     for u in range(n):
         seeds = {v: _seed(min(u, v) * 100 + max(u, v)) for v in range(n) if v != u}
@@ -265,7 +265,7 @@ def _t_shamir_known(answer):
 
 
 def _t_shamir_big(answer):
-    rng = np.random.default_rng(12)
+    rng = test_rng(12)
     secret = secagg.random_field_element(rng=rng)
     shares = secagg.shamir_share(secret, threshold=5, xs=[3, 7, 8, 11, 20], rng=rng)
     _shamir_case(answer, shares, secagg.PRIME, secret, "5 shares of a 255-bit secret mod 2^255 - 19")
@@ -278,7 +278,7 @@ def _t_shamir_subsets(answer):
 
 def _t_shamir_other_prime(answer):
     prime = 2**127 - 1
-    rng = np.random.default_rng(13)
+    rng = test_rng(13)
     secret = secagg.random_field_element(rng=rng, prime=prime)
     shares = secagg.shamir_share(secret, threshold=4, xs=[2, 5, 9, 10], rng=rng, prime=prime)
     _shamir_case(answer, shares[::-1], prime, secret, "4 shares mod 2^127 - 1 (use the prime you are given)")
@@ -352,13 +352,13 @@ def _t_fixed_clip(answer):
 
 
 def _t_fixed_random(answer):
-    x = np.random.default_rng(14).uniform(-2, 2, size=200)
+    x = test_rng(14).uniform(-2, 2, size=200)
     want = secagg.fixed_point_encode(x, clip=1.5, frac_bits=20)
     _fixed_case(answer, x, 1.5, 20, want, "200 random values in [-2, 2], clip = 1.5, frac_bits = 20")
 
 
 def _t_fixed_sum(answer):
-    rng = np.random.default_rng(15)
+    rng = test_rng(15)
     xs = rng.uniform(-1, 1, size=(10, 30))
     total = np.zeros(30, dtype=np.uint32)
     for i, x in enumerate(xs):

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from fedlab.checks import CheckFailed, Exercise, Test, expect_close, register
+from fedlab.checks import CheckFailed, Exercise, Test, expect_close, register, test_rng
 
 
 def reference_short_sleep_fraction(sleep_hours, *, threshold: float = 7.0) -> float:
@@ -83,7 +83,7 @@ def _t_threshold(answer):
 
 
 def _t_random(answer):
-    rng = np.random.default_rng(0)
+    rng = test_rng(0)
     for threshold in (6.0, 7.0, 7.5):
         hours = np.round(rng.normal(7.0, 1.0, size=60), 2)
         what = f"60 random nights, threshold={threshold}"
