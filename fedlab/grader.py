@@ -105,6 +105,7 @@ from pathlib import Path
 
 from fedlab import checks
 from fedlab import course as _course
+from fedlab import sandbox as _sandbox
 from fedlab.wire import (  # noqa: F401 - AnswerRaised, Unreceivable, loopback_transport: the grader's API too
     AnswerMissing,
     AnswerRaised,
@@ -136,6 +137,14 @@ FLAGS: dict[str, str] = {
     "timeout": "a test timed out; the exercise's later tests were not run (status timeout or partial)",
     "budget_exceeded": "some tests were not run for lack of budget (status budget_exceeded or partial)",
     "checks_unverified": "the reference check cells could not be read, so tampering was not checked",
+    "memory_limit": (
+        "the code asked for more memory than the sandbox allows one process (--memory-mb); it got a MemoryError"
+        " or its kernel was stopped, and grading went on"
+    ),
+    "process_limit": (
+        "the code tried to start more processes or threads than the sandbox allows (--processes, e.g. a fork"
+        " bomb); it got an error, and grading went on"
+    ),
 }
 
 COLUMNS = (
@@ -474,12 +483,13 @@ def _client_classes():
     return Blocking, Async
 
 
-def kernel_manager(*, asynchronous: bool = False, wrap: Sequence[str] = ()):
+def kernel_manager(*, asynchronous: bool = False, wrap: Sequence[str] = (), box: _sandbox.Sandbox | None = None):
     """A kernel manager for an ipykernel of *this* Python, whatever ``python3`` means in other kernelspecs.
 
     ``asynchronous=True`` gives an ``AsyncKernelManager`` (what nbclient wants).
     Its clients wait for the kernel with :func:`_wait_for_ready`. ``wrap`` is an
-    argv prefix the kernel's command is run under (a sandbox launcher).
+    argv prefix the kernel's command is run under; ``box`` a
+    :class:`fedlab.sandbox.Sandbox` the kernel runs in.
     """
     from jupyter_client import AsyncKernelManager, KernelManager
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -493,21 +503,73 @@ def kernel_manager(*, asynchronous: bool = False, wrap: Sequence[str] = ()):
 
     blocking, async_ = _client_classes()
     cls, client = (AsyncKernelManager, async_) if asynchronous else (KernelManager, blocking)
-    return cls(kernel_name="python3", kernel_spec_manager=ThisPython(), client_factory=client)
+    kwargs = {"kernel_name": "python3", "kernel_spec_manager": ThisPython(), "client_factory": client}
+    return cls(**kwargs) if box is None else box.kernel_manager(cls, **kwargs)
 
 
 @dataclass(frozen=True)
 class Launch:
-    """How a grading kernel is started: an argv prefix to run it under and extra environment variables.
+    """How a grading kernel is started: in a sandbox or not, an argv prefix, extra environment variables.
 
-    The default runs it directly. A sandbox (issue 17) plugs in here, e.g.
-    ``Launch(wrap=("bwrap", ...), env={...}, sandbox="bwrap")``; ``sandbox``
-    is what the gradebook's ``sandbox`` column says.
+    ``sandbox`` is ``"bwrap"`` (each kernel in its own :class:`fedlab.sandbox.Sandbox`, with ``limits``,
+    a :class:`fedlab.sandbox.SandboxLimits`, and the paths of ``hide`` masked) or ``"none"`` (run
+    directly, the default of this class); it is what the gradebook's ``sandbox`` column says.
+    :func:`sandboxed` makes one from the ``--sandbox`` choice; :func:`grade` without a ``launch`` uses
+    ``sandboxed("auto")``.
     """
 
     wrap: tuple = ()
     env: tuple = ()  # (name, value) pairs, set after KERNEL_ENV
     sandbox: str = "none"
+    hide: tuple = ()  # paths masked in the sandbox (the hidden tests, the snapshot, the gradebook, solutions/)
+    limits: _sandbox.SandboxLimits | None = None  # None: SandboxLimits()
+
+
+SANDBOX_CHOICES = ("auto", "bwrap", "none")
+
+
+def sandboxed(
+    mode: str = "auto",
+    *,
+    limits: _sandbox.SandboxLimits | None = None,
+    hide: Sequence[str | os.PathLike] = (),
+    warn: bool = True,
+) -> Launch:
+    """The :class:`Launch` for ``--sandbox mode``: ``auto`` (bubblewrap if :func:`fedlab.sandbox.probe`
+    finds it works, else none), ``bwrap`` (a ValueError saying why if it is not available) or ``none``.
+
+    Grading without a sandbox prints :func:`fedlab.sandbox.warning` once per process (``warn=False``: not).
+    """
+    if mode not in SANDBOX_CHOICES:
+        raise ValueError(f"sandbox={mode!r}; allowed: {', '.join(SANDBOX_CHOICES)}")
+    if limits is not None and not isinstance(limits, _sandbox.SandboxLimits):
+        raise ValueError(f"limits={limits!r}; allowed: a fedlab.sandbox.SandboxLimits or None")
+    info = _sandbox.probe() if mode != "none" else _sandbox.SandboxInfo("none", "grading with --sandbox none, as asked")
+    if info.kind != "bwrap":
+        if mode == "bwrap":
+            raise ValueError(f"sandbox='bwrap' but no sandbox can be made here: {info.reason}")
+        if warn:
+            _sandbox.warn_once(info)
+        return Launch()
+    hide = tuple(sorted({os.path.realpath(p) for p in hide}))
+    return Launch(sandbox="bwrap", hide=hide, limits=limits or _sandbox.SandboxLimits())
+
+
+def private_paths(hidden: str | os.PathLike | None = None, outputs: Sequence[str | os.PathLike] = ()) -> list[str]:
+    """What a sandboxed kernel must not see: ``instructor/``, the hidden tests' folder, ``solutions/`` and
+    the folders the gradebook is written to (``outputs``: the files; a folder the kernel needs, such as the
+    course's ``fedlab/``, is not masked whole, only the file).
+
+    The sandbox shows only ``fedlab/``, ``datasets/`` and the Python environment, so these are invisible
+    anyway unless they lie inside one of those; masking them too covers that case.
+    """
+    paths = [HIDDEN_DIR.parent, Path(hidden) if hidden is not None else HIDDEN_DIR, _course.SOLUTIONS_DIR]
+    needed = _sandbox.Sandbox._shown(_course.ROOT.resolve(), (), sys.executable)
+    for out in outputs:
+        folder = os.path.dirname(os.path.realpath(out))
+        contains_needed = any(_sandbox._under(n, folder) for n in needed)
+        paths.append(os.path.realpath(out) if contains_needed else folder)
+    return sorted({os.path.realpath(p) for p in paths})
 
 
 def kernel_env(launch: Launch = Launch()) -> dict:
@@ -555,7 +617,15 @@ class Kernel:
     def __init__(self, *, startup_timeout: float = STARTUP_TIMEOUT, launch: Launch = Launch()):
         self.startup_timeout = startup_timeout
         self.launch = launch
-        self.cwd = tempfile.mkdtemp(prefix="fedlab-grade-")
+        self.box = None
+        if launch.sandbox == "bwrap":
+            limits = launch.limits or _sandbox.SandboxLimits()
+            self.box = _sandbox.Sandbox(course_root=_course.ROOT, hide=list(launch.hide), limits=limits)
+            self.cwd = self.box.workdir  # writable inside: the grader hands large call requests over here
+        elif launch.sandbox == "none":
+            self.cwd = tempfile.mkdtemp(prefix="fedlab-grade-")
+        else:
+            raise ValueError(f"Launch.sandbox={launch.sandbox!r}; allowed: bwrap, none")
         self.km = None
         self.kc = None
         self.restarts = 0
@@ -566,7 +636,7 @@ class Kernel:
         env = kernel_env(self.launch)
         problem = None
         for attempt in range(attempts):
-            self.km = kernel_manager(wrap=self.launch.wrap)
+            self.km = kernel_manager(wrap=self.launch.wrap, box=self.box)
             began = time.monotonic()
             try:
                 self.km.start_kernel(cwd=self.cwd, env=env)
@@ -614,7 +684,10 @@ class Kernel:
         try:
             self._stop()
         finally:
-            shutil.rmtree(self.cwd, ignore_errors=True)
+            if self.box is not None:
+                self.box.cleanup()
+            else:
+                shutil.rmtree(self.cwd, ignore_errors=True)
 
     def call(self, name: str, request: str, nonce: str, timeout: float) -> Outcome:
         """Call the kernel's ``name`` on a :func:`fedlab.wire.encode_request` request (:func:`fedlab.wire.serve`).
@@ -643,6 +716,8 @@ class Kernel:
             else:
                 outcome = Outcome("timeout")
         elif outcome.state == "died":
+            # why: memory_limit, process_limit (the sandbox's limits), killed, crashed or exited
+            outcome.evalue = _sandbox.exit_status(self.km) or "exited"
             self.restart()
         outcome.seconds = time.monotonic() - start
         return outcome
@@ -986,6 +1061,10 @@ def _run_in_kernel(
                 out = kernel.run(code, limit)
                 target = step.exercises or ("*",)
                 where = f"cell {step.cell} ({step.kind})"
+                hit = _limit_hit(out)
+                if hit:
+                    for t in target:
+                        notes.add(t, hit)
                 if out.state == "error" and step.kind != "definitions":
                     for t in target:
                         notes.add(t, "cell_error", f"{where} raised {out.ename}: {out.evalue}")
@@ -998,7 +1077,7 @@ def _run_in_kernel(
                 elif out.state == "died":
                     bad_cells.add(step.cell)
                     for t in target:
-                        notes.add(t, "cell_error", f"{where} made the kernel die")
+                        notes.add(t, "cell_error", f"{where} made the kernel die ({out.evalue})")
                 if kernel.restarts != restarts_before:
                     for t in target:
                         notes.add(t, "kernel_restarted")
@@ -1032,9 +1111,12 @@ def _run_in_kernel(
                         )
                         continue
                     limit = min(limits.timeout_per_test, left())
+                    hits: set[str] = set()
                     status, message, trouble = _run_test(
-                        kernel, ex, test, limit, by_budget=limit < limits.timeout_per_test
+                        kernel, ex, test, limit, by_budget=limit < limits.timeout_per_test, hits=hits
                     )
+                    for hit in sorted(hits):
+                        notes.add(ex.id, hit)
                     results[ex.id].append(_test_result(test, status, message))
                     if status == "timeout":
                         timed_out = test.name
@@ -1062,13 +1144,40 @@ def _one_thread():
             torch.set_num_threads(before)
 
 
-def _run_test(kernel: Kernel, ex, test, limit: float, *, by_budget: bool) -> tuple[str, str, str]:
+def _limit_hit(out: Outcome) -> str | None:
+    """``memory_limit`` or ``process_limit`` when an execution hit the sandbox's limits, else None.
+
+    From the execution's error (a cell's ``MemoryError``, ``BlockingIOError``), the exit status of a dead
+    kernel (:func:`fedlab.sandbox.exit_status`, put in ``evalue`` by :meth:`Kernel.run`), or what the
+    learner's answer raised in a call (:func:`fedlab.wire.serve`'s ``raised`` reply). A kernel can make
+    this say what it likes, but it only flags its own row.
+    """
+    if out.state == "died":
+        return out.evalue if out.evalue in ("memory_limit", "process_limit") else None
+    if out.state == "error":
+        hit = _sandbox.classify(ename=out.ename, evalue=out.evalue)
+    elif out.state == "ok" and out.result and '"raised"' in out.result:
+        try:
+            raised = json.loads(out.result).get("raised") or {}
+            hit = _sandbox.classify(ename=str(raised.get("type", "")), evalue=str(raised.get("message", "")))
+        except (ValueError, AttributeError):
+            return None
+    else:
+        return None
+    return hit if hit in ("memory_limit", "process_limit") else None
+
+
+def _run_test(
+    kernel: Kernel, ex, test, limit: float, *, by_budget: bool, hits: set | None = None
+) -> tuple[str, str, str]:
     """Run one test here, calling the learner's answer in ``kernel``; ``(status, message, kernel trouble)``.
 
     The test's calls of the answer share ``limit`` seconds of kernel time. The
     trouble is ``""``, ``"stuck"`` or ``"died"`` (the kernel was restarted) or
-    ``"stopped"`` (it could not be restarted).
+    ``"stopped"`` (it could not be restarted). ``hits`` collects the sandbox
+    limits the calls ran into (:func:`_limit_hit`).
     """
+    hits = set() if hits is None else hits
     used = [0.0]
     trouble = [""]
     label = f"Exercise {ex.id}, test {test.name}"
@@ -1083,6 +1192,9 @@ def _run_test(kernel: Kernel, ex, test, limit: float, *, by_budget: bool) -> tup
             trouble[0] = "stopped"
             raise KernelTrouble("error", f"grading stopped: {err}") from None
         used[0] += out.seconds
+        hit = _limit_hit(out)
+        if hit:
+            hits.add(hit)
         if out.state in ("stuck", "died"):
             trouble[0] = out.state
         if out.state in ("timeout", "stuck"):
@@ -1090,7 +1202,7 @@ def _run_test(kernel: Kernel, ex, test, limit: float, *, by_budget: bool) -> tup
                 raise KernelTrouble("budget_exceeded", f"{label}: the submission's time budget ran out")
             raise KernelTrouble("timeout", f"{label}: did not finish in {limit:g} s")
         if out.state == "died":
-            raise KernelTrouble("error", f"{label}: the kernel died (exit or crash)")
+            raise KernelTrouble("error", f"{label}: the kernel died ({out.evalue})")
         if out.state == "error":
             raise checks.CheckFailed(f"the kernel could not run the call ({out.ename}: {out.evalue})")
         return out.result or ""
@@ -1257,7 +1369,8 @@ def _grade_safe(
         )
         return tampered("while grading") or rows
     except Exception as err:  # noqa: BLE001 - never lose a submission's row
-        return [_row(name, lesson, "", status="error", message=f"grader error: {type(err).__name__}: {err}")]
+        message = f"grader error: {type(err).__name__}: {err}"
+        return [_row(name, lesson, "", status="error", message=message, sandbox=launch.sandbox)]
 
 
 def snapshot(paths: Sequence[Path], folder: str | os.PathLike) -> list[tuple[str | None, str]]:
@@ -1294,7 +1407,7 @@ def grade(
     progress: Callable[[str], object] | None = None,
     hidden: str | os.PathLike | None = None,
     salt: int | None = None,
-    launch: Launch = Launch(),
+    launch: Launch | None = None,
 ) -> list[dict]:
     """Grade submissions, ``workers`` at a time (each worker process runs its own kernels).
 
@@ -1302,8 +1415,10 @@ def grade(
     before the first kernel starts. ``hidden``: the hidden tests' folder
     (default :data:`HIDDEN_DIR`); ``salt``: seeds the tests' inputs
     (:func:`fedlab.checks.test_rng`), random by default, one per run;
-    ``launch``: how kernels are started (:class:`Launch`). Returns the
-    gradebook rows, in the order of ``paths`` then exercise id.
+    ``launch``: how kernels are started (:class:`Launch`; default
+    ``sandboxed("auto")``: in the bubblewrap sandbox where it works). A
+    sandboxed kernel never sees :func:`private_paths` nor the snapshot.
+    Returns the gradebook rows, in the order of ``paths`` then exercise id.
     """
     from fedlab import validate
 
@@ -1321,7 +1436,10 @@ def grade(
     manifest = code_manifest(hidden)
     paths = [Path(p) for p in paths]
     names = display_names(paths) if paths else []
+    launch = sandboxed("auto") if launch is None else launch
     with tempfile.TemporaryDirectory(prefix="fedlab-snapshot-") as private:
+        if launch.sandbox == "bwrap":
+            launch = dataclasses.replace(launch, hide=tuple(sorted({*launch.hide, *private_paths(hidden), private})))
         copies = snapshot(paths, private)
         jobs, done = [], {}
         for i, ((copy, sha_or_why), n) in enumerate(zip(copies, names)):
@@ -1359,13 +1477,15 @@ def _grade_parallel(jobs, workers, done, progress) -> None:
                     broken.append(i)
                     continue
                 except Exception as err:  # noqa: BLE001 - never lose a submission's row
-                    done[i] = [_row(jobs[i][1], jobs[i][2], "", status="error", message=f"grader error: {err}")]
+                    message = f"grader error: {err}"
+                    done[i] = [_row(*jobs[i][1:3], "", status="error", message=message, sandbox=jobs[i][7].sandbox)]
                 _report(progress, done[i])
         pending = broken
         if not pending:
             return
     for i in pending:
-        done[i] = [_row(jobs[i][1], jobs[i][2], "", status="error", message="grader error: the worker process died")]
+        message = "grader error: the worker process died"
+        done[i] = [_row(*jobs[i][1:3], "", status="error", message=message, sandbox=jobs[i][7].sandbox)]
 
 
 def _report(progress, rows) -> None:
@@ -1444,6 +1564,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--salt", type=int, default=None, help="seed of the tests' fresh inputs (default: random; printed at the end)"
     )
+    parser.add_argument(
+        "--sandbox",
+        choices=SANDBOX_CHOICES,
+        default="auto",
+        help="run each kernel in a bubblewrap sandbox: auto (if it works here, else none, said loudly), "
+        "bwrap (fail if it does not work), none (default %(default)s)",
+    )
+    limits = _sandbox.SandboxLimits()
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        default=limits.memory_mb,
+        help="sandbox: address space per kernel process, in MB (default %(default)s)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=limits.processes,
+        help="sandbox: processes and threads per kernel (default %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     parser.add_argument("--feedback", metavar="DIR", help="write one HTML + Markdown report per learner here")
 
@@ -1457,6 +1597,19 @@ def run_cli(args: argparse.Namespace, out: Callable[[str], object] = print) -> i
         if not paths:
             raise ValueError(f"submissions={args.submissions!r}: no .ipynb files found there")
         salt = secrets.randbits(63) if getattr(args, "salt", None) is None else args.salt
+        defaults = _sandbox.SandboxLimits()
+        box_limits = _sandbox.SandboxLimits(
+            memory_mb=getattr(args, "memory_mb", defaults.memory_mb),
+            processes=getattr(args, "processes", defaults.processes),
+        )
+        outputs = [p for p in (args.out, args.json_out) if p]
+        if getattr(args, "feedback", None):
+            outputs.append(os.path.join(args.feedback, "index.csv"))
+        launch = sandboxed(
+            getattr(args, "sandbox", "auto"),
+            limits=box_limits,
+            hide=private_paths(getattr(args, "hidden", None), outputs),
+        )
         rows = grade(
             paths,
             lesson=args.lesson,
@@ -1466,6 +1619,7 @@ def run_cli(args: argparse.Namespace, out: Callable[[str], object] = print) -> i
             progress=None if args.quiet else out,
             hidden=getattr(args, "hidden", None),
             salt=salt,
+            launch=launch,
         )
     except ValueError as err:
         out(f"error: {err}")
@@ -1482,7 +1636,7 @@ def run_cli(args: argparse.Namespace, out: Callable[[str], object] = print) -> i
     seconds = time.monotonic() - start
     out(
         f"graded {len(paths)} submission(s) in {seconds:.1f} s ({seconds / len(paths):.1f} s each, "
-        f"{args.workers or default_workers()} worker(s); inputs salt {salt})"
+        f"{args.workers or default_workers()} worker(s); inputs salt {salt}; sandbox {launch.sandbox})"
         + (f"; wrote {args.out}" if args.out else "")
         + (f"; wrote {args.json_out}" if args.json_out else "")
     )
