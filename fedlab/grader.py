@@ -76,10 +76,21 @@ the repository's root (``--hidden DIR`` for another folder), outside the
 its own process only. The notebook's ``check`` (also with ``thorough=True``)
 runs the visible tests only.
 
-Without a sandbox the kernel still runs with your permissions and can read
-what you can read (the hidden tests' file, the solutions, other files); the
-verdict cannot be forged from inside it, but confinement is the sandbox's
-job (the ``sandbox`` column says which one was used; ``none`` here).
+**The sandbox.** With ``--sandbox auto`` (the default) every kernel runs in
+a :mod:`fedlab.sandbox` bubblewrap sandbox where one can be made (Linux with
+``bwrap``): no network, a read-only view of ``fedlab/``, ``datasets/`` and
+the Python environment only (:func:`private_paths`, the snapshot and the
+gradebook's folder are also masked should they lie inside those), its own
+writable folder (:attr:`Kernel.cwd`), its own PID namespace (nothing it
+starts outlives it, it cannot see or signal the grader), and the limits of
+``--memory-mb`` / ``--processes`` (:class:`fedlab.sandbox.SandboxLimits`):
+hitting them flags the rows ``memory_limit`` / ``process_limit`` and grading
+goes on. ``--sandbox bwrap`` refuses to grade without it; ``--sandbox none``
+and a machine without it (macOS) grade bare, say so once on stderr
+(:func:`fedlab.sandbox.warn_once`), and every row's ``sandbox`` column says
+``none``: the kernel then runs with your permissions and can read what you
+can read (the hidden tests, the solutions); the verdict still cannot be
+forged from inside it.
 """
 
 from __future__ import annotations
@@ -182,7 +193,7 @@ COLUMNS = (
   then the first failing *visible* test's message; hidden tests appear only
   as ``k of n hidden test(s) failed`` (a learner may see this column).
 - ``sha256``: of the submitted file's bytes, as read before any kernel started.
-- ``sandbox``: how the kernel was confined (``none``: not at all).
+- ``sandbox``: how the kernel was confined: ``bwrap`` (:mod:`fedlab.sandbox`) or ``none`` (not at all).
 
 The JSON's ``tests`` lists every test as ``{name, status, points, max_points,
 message, hidden}``; hidden tests' messages are there, for the instructor only.

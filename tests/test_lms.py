@@ -233,7 +233,8 @@ def _run_autograder(bundle, root, submissions: dict):
     lms.extract_bundle(bundle, root / "source")
     # mark the bundle's own copy of fedlab, to prove run_autograder grades with it (not the one installed here)
     fb = root / "source" / "course" / "fedlab" / "feedback.py"
-    fb.write_text(fb.read_text().replace("The grader did not record whether", "BUNDLE-COPY: not recorded whether"))
+    text = fb.read_text().replace("The grader did not record whether", "BUNDLE-COPY: not recorded whether")
+    fb.write_text(text.replace('"Your notebook ran', '"BUNDLE-COPY: your notebook ran'))
     (root / "submission").mkdir(parents=True)
     for name, data in submissions.items():
         (root / "submission" / name).write_bytes(data)

@@ -490,3 +490,15 @@ def test_every_attack_is_valid_python():
     """A syntax error would make an attack 'fail' for the wrong reason (and its answers vanish)."""
     for name, code in attacks(Path("/r"), Path("/o"), 1, 1).items():
         compile(CHEAT.format(sources=_correct_sources()) + code, name, "exec")
+
+
+def test_the_learners_report_explains_the_limit_flags_in_plain_words(redteam, tmp_path):
+    from fedlab import feedback
+
+    written = feedback.write_reports(redteam["rows"], tmp_path)
+    pages = {name: Path(html).read_text() for name, (html, _md) in written.items()}
+    bomb = next(text for name, text in pages.items() if "memory_bomb" in name)
+    fork = next(text for name, text in pages.items() if "fork_bomb" in name)
+    assert "more memory than the sandbox allows one process" in bomb
+    assert "more processes or threads than the sandbox allows" in fork
+    assert "ran in a sandbox (bubblewrap)" in bomb
