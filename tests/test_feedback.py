@@ -6,6 +6,7 @@ tests and a sandbox column, with one hidden test carrying an instructor-only
 name and message that must never reach a report.
 """
 
+import dataclasses
 import html
 import json
 import re
@@ -72,7 +73,8 @@ def test_report_of_a_partial_submission_has_every_visible_test_and_the_total(row
     md = feedback.markdown(report)
     assert "**6 of 11 points**" in md and "expected 2.5, got 2.0" in md
     assert grader.STATUSES["partial"] in md and grader.STATUSES["not_attempted"] in md
-    assert feedback.SANDBOX_UNKNOWN in md
+    assert feedback.SANDBOX_TEXT[sandbox.probe().kind] in md
+    assert feedback.SANDBOX_UNKNOWN in feedback.markdown(dataclasses.replace(report, sandbox=None))
 
 
 def test_hidden_tests_are_counts_only_never_names_or_messages(hidden_rows):
