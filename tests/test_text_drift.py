@@ -623,6 +623,24 @@ def test_every_timing_is_in_its_lesson_and_recorded_runs_support_it(name):
     assert not wall_time_drift(nb, TIMINGS[name], seconds=None, sources=("file",))
 
 
+_README_ROW = re.compile(r"^\| \d\d \| `(\w+)`[^|]*\|[^|]*\| ~(\d+(?:\.\d+)?)(?:-(\d+(?:\.\d+)?))? s\b", re.MULTILINE)
+
+
+def test_the_readme_and_each_lesson_state_compatible_run_times():
+    rows = {m.group(1) + ".ipynb": [float(g) for g in m.groups()[1:] if g] for m in _README_ROW.finditer(
+        (course.ROOT / "README.md").read_text())}
+    assert len(rows) >= 12, "the README's lesson table was not found"
+    text = {name: markdown_text(course.read_notebook(course.SOLUTIONS_DIR / name)) for name in TIMINGS}
+    apart = []
+    for name, timings in TIMINGS.items():
+        for t in (t for t in timings if t.source == "run" and name in rows):
+            quoted = _numbers(re.search(t.text, text[name]))
+            readme = rows[name]
+            if max(readme) < min(quoted) / TIME_FACTOR or min(readme) > max(quoted) * TIME_FACTOR:
+                apart.append(f"{name}: the README says ~{readme} s, the lesson {quoted} s")
+    assert not apart, apart
+
+
 def test_wall_time_drift_refuses_a_time_no_run_supports():
     import nbformat
 
