@@ -26,7 +26,7 @@ PIP_SRC := $(if $(WHEELHOUSE),--no-index --find-links $(abspath $(WHEELHOUSE)),$
 JOBS_DIR := $(VENV)/fedlab-jobs
 JOBS_SRC := $(if $(WHEELHOUSE),--no-index --find-links $(abspath $(WHEELHOUSE)),$(PIP_ARGS))
 
-.PHONY: browser-deps lab test install doctor lock bench clean-venv notebooks refresh bench-grade wheelhouse
+.PHONY: browser-deps sandbox-deps lab test install doctor lock bench clean-venv notebooks refresh bench-grade wheelhouse
 
 install: $(STAMP)
 
@@ -61,7 +61,7 @@ notebooks: $(STAMP)
 	$(PY) -m fedlab course build
 
 # The whole suite, in the one environment (the Flower tests included).
-test: $(STAMP) browser-deps
+test: $(STAMP) browser-deps sandbox-deps
 	$(PY) -m pytest -n 2 --dist loadfile
 
 # Browser tests drive JupyterLab in Debian's Chromium (never `playwright install`,
@@ -74,6 +74,20 @@ browser-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else \
 		echo "Chromium is missing: the browser tests need it (sudo apt-get install chromium, or CHROMIUM=/path)"; exit 1; \
+	fi
+
+# The grader runs each submission's kernel in a bubblewrap sandbox (fedlab/sandbox.py): no network, read-only
+# course, its own folder, memory and process limits. Installing it needs root (CI runs as root); on a Linux
+# laptop: sudo apt-get install bubblewrap. Other systems have no sandbox: the grader says so, loudly.
+sandbox-deps:
+	@if [ "$$(uname -s)" != "Linux" ]; then \
+		echo "bubblewrap: not on $$(uname -s); the grader grades without a sandbox (sandbox=none)"; \
+	elif command -v bwrap >/dev/null 2>&1; then \
+		echo "bubblewrap: found"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	else \
+		echo "bubblewrap is missing: the sandbox tests need it (sudo apt-get install bubblewrap)"; exit 1; \
 	fi
 
 doctor: $(STAMP)

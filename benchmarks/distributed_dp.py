@@ -1,27 +1,36 @@
-"""Benchmark (partial, issue 20): the phone's cost of distributed DP against lesson 10's central pipeline, in one run.
+"""Benchmark (issue 20): distributed DP against lesson 10's central pipeline, same task, same epsilon, one run.
 
-Per phone per round, for a vector of ``dim`` parameters (lesson 10's model, logistic regression on 8 features plus
-a bias for 2 classes = 18 parameters, and a 10,000-parameter vector):
+Lesson 10's setting: the health app's 1,200 users, logistic regression on 8 features (18 parameters), Poisson
+sampling of 30 users a round, clip norm 0.5, 200 rounds, 5% dropouts at a uniform phase of the protocol, a 16-bit
+ring, epsilon = 2 at delta = 1e-5 (the run's valid epsilon, refusal term included: ``capstone.epsilon``).
 
-- ``central``: lesson 10's client side - L2 clip (``fedlab.dp.clip_update``), fixed-point encode into a 32-bit ring
-  (``fedlab.secagg.fixed_point_encode`` at ``max_frac_bits`` for the cohort), then ``fedlab.secagg.mask_vector``;
-- ``distributed``: ``fedlab.distributed_dp.encode_client`` (clip, randomized Hadamard rotation, scale, conditional
-  randomized rounding, Skellam share, mod 2^bits) for the plan that reaches the same epsilon, then the same
-  ``mask_vector`` on the padded vector in the smaller ring.
+- ``central``: ``capstone.run(..., noise="central")`` (lesson 10: the server unmasks the exact sum, adds the
+  Gaussian), ``z`` from ``capstone.noise_multiplier_for``;
+- ``distributed``: ``capstone.run(..., noise="distributed")`` (lesson 13: every phone clips, rotates, rounds, adds its
+  Skellam share and reduces mod 2^16 before masking; the server decodes a noised sum), ``z`` and ``min_survivors``
+  from ``capstone.noise_multiplier_for(..., noise="distributed")`` and ``capstone.min_survivors_for``.
 
-Both mask with ``k`` pairwise seeds and a self-mask seed (SecAgg+ with k = 2 log2(cohort) neighbours), so the
-difference is the encoding. Times are medians over the cohort's phones (a shared 2-core machine: read the ratio).
-Also reported: the noise multipliers that reach epsilon = 2 at delta = 1e-5 (q, rounds below) for the central
-Gaussian (``fedlab.dp``) and for the distributed Skellam plan (``fedlab.distributed_dp``), bits per coordinate,
-bytes of one masked vector, and the wrap-around rate measured on ``--trials`` secure sums of the whole cohort with
-aligned updates (the worst case) against the plan's bound (more sums for a small vector, at least ~1e5
-coordinates in all).
+Both runs use ``secure=False``, the protocol's exact plain equivalent (``tests/test_capstone.py`` checks it equals the
+real protocol bit for bit, central and distributed), over ``--seeds`` seeds; accuracies are the final test accuracy
+(fractions), means over seeds. ``wrap_rate`` is measured in those runs (every coordinate of every released sum,
+against the un-wrapped integer sum); ``wrap_rate_worst_case`` on ``--wrap-sums`` sums of the plan's whole cohort cap
+with aligned updates at the clip norm (the case the plan's bound is made for), next to that bound.
 
-Not measured yet (the lesson and capstone ``noise="distributed"`` are not built): ``central_acc``,
-``distributed_acc`` and ``consistency_round_bytes`` are omitted.
+Phone time, per phone per round, in the same process, interleaved, median over the cohort's phones and
+``--repeats``: what lesson 07's phone does in its ``masked_input`` phase, for a cohort of 30 on the full graph:
+
+- central: ``dp.clip_update`` -> flatten -> ``Config.encode`` (fixed point) -> ``secagg.mask_input`` (pairwise seeds
+  by X25519 with every partner, PRG masks);
+- distributed: ``distributed_dp.encode_client`` (clip, rotate, round, Skellam share, mod 2^bits) -> the same
+  ``secagg.mask_input`` on the ``d'`` ring values.
+
+Also reported: the same without key agreement (``mask_vector`` with the seeds precomputed: ``*_prg_only``), the
+encoding alone, the same three for a 10,000-parameter model (``large``), bits per coordinate, values and bytes per
+phone, the consistency round's bytes per phone (``fedlab.secagg_malicious``, a defended round of the same cohort), and
+what the server sees (the std of the noise in its view of the sum, per coordinate).
 
     python benchmarks/distributed_dp.py
-    python benchmarks/distributed_dp.py --cohort 100 --bits 18 --trials 20
+    python benchmarks/distributed_dp.py --seeds 5 --repeats 10
 
 The last line printed is one JSON object.
 """
@@ -37,129 +46,221 @@ import time
 
 import numpy as np
 
+from fedlab import capstone, data, dp, models, partition
 from fedlab import distributed_dp as D
-from fedlab import dp, secagg
+from fedlab import params as P
+from fedlab import secagg as S
+from fedlab import secagg_malicious as M
+
+ROUNDS, S_CLIP, DROPOUT, BITS, EPS, DELTA, PER_ROUND = 200, 0.5, 0.05, 16, 2.0, 1e-5, 30
 
 
-def _masks(n: int, k: int, rng: np.random.Generator) -> list[dict[int, bytes]]:
-    """Pairwise seeds for a ring of neighbours: phone u masks with its k nearest indices (k/2 each side)."""
-    seeds: dict[tuple[int, int], bytes] = {}
-    out = []
+def lesson10():
+    h = data.load_health()
+    tr, te = data.split_by_time(h, test_fraction=0.2)
+    clients = [(tr.x[p], tr.y[p]) for p in partition.by_user(tr.user)]
+    return clients, (te.x, te.y), models.logreg(tr.x.shape[1], 2)
+
+
+def accuracies(clients, test, spec, *, seeds: int, z_c: float, z_d: float, m: int) -> dict:
+    n = len(clients)
+    q = PER_ROUND / n
+    out = {"central": [], "distributed": []}
+    hists = {}
+    for seed in range(seeds):
+        for noise, z in (("central", z_c), ("distributed", z_d)):
+            extra = {"min_survivors": m} if noise == "distributed" else {}
+            t0 = time.perf_counter()
+            _, h = capstone.run(spec, clients, rounds=ROUNDS, seed=seed, q=q, clip_norm=S_CLIP, noise_multiplier=z,
+                                bits=BITS, dropout_rate=DROPOUT, secure=False, test=test, eval_every=ROUNDS,
+                                noise=noise, **extra)  # fmt: skip
+            out[noise].append(float(h.test_accuracy[-1]))
+            hists.setdefault(noise, []).append(h)
+            print(f"seed {seed} {noise}: accuracy {h.test_accuracy[-1]:.4f}, refused {int(h.refused.sum())}, "
+                  f"wrapped {int(h.wrapped.sum())}, {time.perf_counter() - t0:.1f} s", flush=True)  # fmt: skip
+    return {"acc": out, "hists": hists}
+
+
+def _protocol(n: int, config: S.Config, seed: int):
+    """Phases 0 and 1 of lesson 07's protocol for ``n`` phones: what a phone holds when it masks its input."""
+    keys, adverts = {}, []
     for u in range(n):
-        nb = {(u + j) % n for j in range(-(k // 2), k // 2 + 1)} - {u}
-        row = {}
-        for v in nb:
-            key = (min(u, v), max(u, v))
-            if key not in seeds:
-                seeds[key] = rng.bytes(32)
-            row[v] = seeds[key]
-        out.append(row)
-    return out
+        keys[u], msg = S.advertise_keys(u, config=config, rng=np.random.default_rng([seed, u, 0]))
+        adverts.append(msg)
+    roster = S.collect_keys(adverts, config=config)
+    secrets, shares = {}, []
+    for u in range(n):
+        secrets[u], msg = S.share_keys(keys[u], roster, config=config, rng=np.random.default_rng([seed, u, 1]))
+        shares.append(msg)
+    inbox = S.route_shares(shares, config=config)
+    peers = {a.client: a for a in roster}
+    seeds = [
+        {e.sender: S.pairwise_seed(secrets[u].keys.s_sk, peers[e.sender].s_pk, me=u, peer=e.sender) for e in inbox[u]}
+        for u in range(n)
+    ]
+    return secrets, roster, inbox, seeds
 
 
-def measure(dim: int, *, cohort: int, min_survivors: int, bits: int, q: float, rounds: int, epsilon: float,
-            delta: float, trials: int, seed: int) -> dict:  # fmt: skip
+def phone_ms(dim: int, *, z: float, m: int, num_users: int, repeats: int, seed: int) -> dict:
+    n = PER_ROUND
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(cohort, dim)) * 0.5
-    clip = 1.0
-    kw = dict(dim=dim, clip_norm=clip, cohort=cohort, min_survivors=min_survivors, bits=bits)
-    t0 = time.perf_counter()
-    z_central = dp.noise_multiplier_for(epsilon=epsilon, q=q, steps=rounds, delta=delta)
-    z_dist = D.noise_multiplier_for(epsilon=epsilon, delta=delta, q=q, rounds=rounds, **kw)
-    calibrate_s = time.perf_counter() - t0
-    plan = D.make_plan(noise_multiplier=z_dist, **kw)
-    k = min(cohort - 1, 2 * math.ceil(math.log2(cohort)))
-    pairs = _masks(cohort, k, rng)
-    selfs = [rng.bytes(32) for _ in range(cohort)]
-    frac = secagg.max_frac_bits(num_clients=cohort, clip=clip, bits=32)
+    deltas = [[(0.3 * rng.standard_normal(dim)).astype(np.float32)] for _ in range(n)]
+    plan = capstone.distributed_plan(dim=dim, clip_norm=S_CLIP, noise_multiplier=z, num_users=num_users,
+                                     q=PER_ROUND / num_users, bits=BITS, min_survivors=m)  # fmt: skip
     signs = D.rotation_signs(dim, rng=seed)
-
-    central_ms, dist_ms, central_enc_ms, dist_enc_ms = [], [], [], []
-    for u in range(cohort):
-        t0 = time.perf_counter()
-        c = dp.clip_update([x[u]], max_norm=clip)[0]
-        enc = secagg.fixed_point_encode(c, clip=clip, frac_bits=frac, bits=32)
-        t1 = time.perf_counter()
-        secagg.mask_vector(enc, client=u, pair_seeds=pairs[u], self_seed=selfs[u], bits=32)
-        t2 = time.perf_counter()
-        central_enc_ms.append(1e3 * (t1 - t0))
-        central_ms.append(1e3 * (t2 - t0))
-        t0 = time.perf_counter()
-        enc = D.encode_client(x[u], plan=plan, signs=signs, rng=np.random.default_rng([seed, u]))
-        t1 = time.perf_counter()
-        secagg.mask_vector(enc, client=u, pair_seeds=pairs[u], self_seed=selfs[u], bits=plan.bits)
-        t2 = time.perf_counter()
-        dist_enc_ms.append(1e3 * (t1 - t0))
-        dist_ms.append(1e3 * (t2 - t0))
-
-    aligned = np.ones((cohort, dim))
-    wraps = []
-    sums = max(trials, min(1000, 100_000 // plan.padded_dim))  # at least ~1e5 coordinates for a small model
-    for t in range(sums):
-        s = D.rotation_signs(dim, rng=seed + 1 + t)
-        gens = [np.random.default_rng([seed, t, u]) for u in range(cohort)]
-        raw = D.encode_cohort(aligned, plan=plan, signs=s, rngs=gens, modular=False).sum(0)
-        ring = D.centered(D.modular_clip(raw, bits=plan.bits), bits=plan.bits)
-        wraps.append(float(np.mean(raw != ring)))
-    bound = D.wrap_probability(scale=plan.scale, dim=dim, clip_norm=clip, clients=cohort,
-                               local_variance=plan.local_variance, bits=plan.bits)  # fmt: skip
+    t = capstone.threshold_for(n)
+    cfg_c = S.Config(num_clients=n, threshold=t, dim=dim, clip=S_CLIP, bits=BITS)
+    cfg_d = S.Config(num_clients=n, threshold=t, dim=plan.padded_dim, clip=1.0, frac_bits=0, bits=BITS)
+    sec_c, roster_c, inbox_c, seeds_c = _protocol(n, cfg_c, seed)
+    sec_d, roster_d, inbox_d, seeds_d = _protocol(n, cfg_d, seed + 1)
+    gens = [np.random.default_rng([seed, u]) for u in range(n)]
+    kinds = ("central", "distributed", "central_prg", "distributed_prg", "central_enc", "distributed_enc")
+    times = {k: [] for k in kinds}
+    encoders = {
+        "central": lambda u: cfg_c.encode(P.flatten(dp.clip_update(deltas[u], max_norm=S_CLIP))),
+        "distributed": lambda u: D.encode_client(P.flatten(deltas[u]), plan=plan, signs=signs, rng=gens[u]),
+    }
+    phones = {
+        "central": (cfg_c, sec_c, roster_c, inbox_c, seeds_c),
+        "distributed": (cfg_d, sec_d, roster_d, inbox_d, seeds_d),
+    }
+    for _ in range(repeats):
+        for u in range(n):
+            for kind, (cfg, sec, roster, inbox, seeds) in phones.items():  # interleaved: the same load for both
+                t0 = time.perf_counter()
+                enc = encoders[kind](u)
+                t1 = time.perf_counter()
+                S.mask_input(sec[u], enc, roster=roster, inbox=inbox[u], config=cfg)
+                t2 = time.perf_counter()
+                S.mask_vector(enc, client=u, pair_seeds=seeds[u], self_seed=sec[u].self_seed, bits=BITS)
+                t3 = time.perf_counter()
+                times[kind].append(t2 - t0)
+                times[f"{kind}_enc"].append(t1 - t0)
+                times[f"{kind}_prg"].append((t1 - t0) + (t3 - t2))
+    ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
     return {
         "dim": dim,
         "padded_dim": plan.padded_dim,
-        "bits": plan.bits,
-        "bytes_per_phone_central": math.ceil(dim * 32 / 8),
-        "bytes_per_phone_distributed": plan.bytes_per_phone,
-        "scale": plan.scale,
-        "z_central": z_central,
-        "z_distributed": z_dist,
-        "epsilon_distributed": D.epsilon(plan, q=q, rounds=rounds, delta=delta),
-        "epsilon_if_half_the_planned_survivors": D.epsilon(
-            plan, q=q, rounds=rounds, delta=delta, survivors=max(2, min_survivors // 2)
-        ),  # fmt: skip
-        "wrap_rate": statistics.mean(wraps),
-        "wrap_bound": bound,
-        "wrap_coordinates_measured": sums * plan.padded_dim,
-        "client_ms_central": statistics.median(central_ms),
-        "client_ms_distributed": statistics.median(dist_ms),
-        "client_encode_ms_central": statistics.median(central_enc_ms),
-        "client_encode_ms_distributed": statistics.median(dist_enc_ms),
-        "calibrate_s": calibrate_s,
+        "client_ms_central": ms["central"],
+        "client_ms_distributed": ms["distributed"],
+        "client_ratio": ms["distributed"] / ms["central"],
+        "client_ms_central_prg_only": ms["central_prg"],
+        "client_ms_distributed_prg_only": ms["distributed_prg"],
+        "client_ratio_prg_only": ms["distributed_prg"] / ms["central_prg"],
+        "encode_ms_central": ms["central_enc"],
+        "encode_ms_distributed": ms["distributed_enc"],
     }
+
+
+def worst_case_wraps(plan: D.Plan, *, sums: int, seed: int) -> tuple[float, int]:
+    """Wrap rate of ``sums`` secure sums of ``plan.cohort`` phones whose updates are aligned at the clip norm."""
+    x = np.full((plan.cohort, plan.dim), plan.clip_norm / math.sqrt(plan.dim))
+    wrapped = 0
+    for t in range(sums):
+        signs = D.rotation_signs(plan.dim, rng=np.random.default_rng([seed, t]))
+        gens = [np.random.default_rng([seed, t, u]) for u in range(plan.cohort)]
+        raw = D.encode_cohort(x, plan=plan, signs=signs, rngs=gens, modular=False).sum(axis=0)
+        wrapped += int(np.sum(raw != D.centered(D.modular_clip(raw, bits=plan.bits), bits=plan.bits)))
+    return wrapped / (sums * plan.padded_dim), sums * plan.padded_dim
+
+
+def consistency_bytes(seed: int) -> int:
+    """Median bytes a phone sends in the consistency round of a defended round of lesson 10's cohort."""
+    n = PER_ROUND
+    config = S.Config(num_clients=n, threshold=capstone.threshold_for(n), dim=18, clip=S_CLIP, bits=BITS)
+    x = np.random.default_rng(seed).uniform(-0.1, 0.1, (n, 18))
+    r = M.run_round(x, config=config, defended=True, rng=seed, seeded_keys=True, dropouts={0: "masked_input"},
+                    devices=M.device_keys(n, rng=seed))  # fmt: skip
+    return int(np.median(r.consistency_bytes[list(r.participants["unmask"])]))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cohort", type=int, default=60)
-    ap.add_argument("--min-survivors", type=int, default=48)
-    ap.add_argument("--bits", type=int, default=16)
-    ap.add_argument("--q", type=float, default=0.05)
-    ap.add_argument("--rounds", type=int, default=100)
-    ap.add_argument("--epsilon", type=float, default=2.0)
-    ap.add_argument("--delta", type=float, default=1e-5)
-    ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--wrap-sums", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    results = {}
-    for name, dim in (("lesson10", 18), ("large", 10_000)):
-        r = measure(dim, cohort=args.cohort, min_survivors=args.min_survivors, bits=args.bits, q=args.q,
-                    rounds=args.rounds, epsilon=args.epsilon, delta=args.delta, trials=args.trials,
-                    seed=args.seed)  # fmt: skip
-        results[name] = r
-        print(f"{name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
-    head = results["lesson10"]
+    t_all = time.perf_counter()
+    clients, test, spec = lesson10()
+    n = len(clients)
+    q = PER_ROUND / n
+    acct = dict(num_users=n, q=q, rounds=ROUNDS, dropout_rate=DROPOUT)
+    t0 = time.perf_counter()
+    z_c = capstone.noise_multiplier_for(epsilon=EPS, **acct)
+    m = capstone.min_survivors_for(**acct)
+    z_d = capstone.noise_multiplier_for(epsilon=EPS, noise="distributed", dim=18, clip_norm=S_CLIP, bits=BITS,
+                                        min_survivors=m, **acct)  # fmt: skip
+    calibrate_s = time.perf_counter() - t0
+    plan = capstone.distributed_plan(dim=18, clip_norm=S_CLIP, noise_multiplier=z_d, num_users=n, q=q, bits=BITS,
+                                     min_survivors=m)  # fmt: skip
+    print(f"z central {z_c:.4f}, z distributed {z_d:.4f} (min_survivors {m}, cohort cap {plan.cohort}, "
+          f"scale {plan.scale:.1f}) in {calibrate_s:.1f} s", flush=True)  # fmt: skip
+
+    res = accuracies(clients, test, spec, seeds=args.seeds, z_c=z_c, z_d=z_d, m=m)
+    hc, hd = res["hists"]["central"], res["hists"]["distributed"]
+    released = sum(int(np.sum(~h.refused & (h.included > 0))) for h in hd)
+    wrap_coords = released * plan.padded_dim
+    wrap_rate = sum(int(h.wrapped.sum()) for h in hd) / wrap_coords
+    worst, worst_coords = worst_case_wraps(plan, sums=args.wrap_sums, seed=args.seed)
+    bound = D.wrap_probability(scale=plan.scale, dim=plan.dim, clip_norm=plan.clip_norm, clients=plan.cohort,
+                               local_variance=plan.local_variance, bits=plan.bits)  # fmt: skip
+    included = float(np.mean([h.included.mean() for h in hd]))
+    small = phone_ms(18, z=z_d, m=m, num_users=n, repeats=args.repeats, seed=args.seed)
+    print("lesson 10 (18 parameters): " + ", ".join(f"{k}={v:.4g}" for k, v in small.items()), flush=True)
+    large = phone_ms(10_000, z=z_d, m=m, num_users=n, repeats=max(1, args.repeats // 2), seed=args.seed)
+    print("large (10,000 parameters): " + ", ".join(f"{k}={v:.4g}" for k, v in large.items()), flush=True)
+    cons = consistency_bytes(args.seed)
+    central_acc = statistics.mean(res["acc"]["central"])
+    distributed_acc = statistics.mean(res["acc"]["distributed"])
     out = {
-        "bits": head["bits"],
-        "wrap_rate": max(r["wrap_rate"] for r in results.values()),
-        "client_ms_central": head["client_ms_central"],
-        "client_ms_distributed": head["client_ms_distributed"],
-        "client_ratio": head["client_ms_distributed"] / head["client_ms_central"],
-        "client_ratio_large": results["large"]["client_ms_distributed"] / results["large"]["client_ms_central"],
-        "z_central": head["z_central"],
-        "z_distributed": head["z_distributed"],
-        "bytes_per_phone_distributed": head["bytes_per_phone_distributed"],
-        "results": results,
-        "config": {**vars(args), "python": platform.python_version(), "numpy": np.__version__},
-        "omitted": ["central_acc", "distributed_acc", "consistency_round_bytes"],
+        "central_acc": central_acc,
+        "distributed_acc": distributed_acc,
+        "acc_gap_points": 100 * (central_acc - distributed_acc),
+        "central_acc_per_seed": res["acc"]["central"],
+        "distributed_acc_per_seed": res["acc"]["distributed"],
+        "epsilon_central": hc[0].epsilon(delta=DELTA),
+        "epsilon_distributed": hd[0].epsilon(delta=DELTA),
+        "epsilon_distributed_mechanism_only": float(D.epsilon(plan, q=q, rounds=ROUNDS, delta=DELTA)),
+        "z_central": z_c,
+        "z_distributed": z_d,
+        "min_survivors": m,
+        "cohort_cap": plan.cohort,
+        "refused_rounds_distributed": int(sum(int(h.refused.sum()) for h in hd)),
+        "bits": plan.bits,
+        "bits_central": BITS,
+        "values_per_phone_central": 18,
+        "values_per_phone_distributed": plan.padded_dim,
+        "masked_vector_bytes_central": math.ceil(18 * BITS / 8),
+        "masked_vector_bytes_distributed": plan.bytes_per_phone,
+        "bytes_per_phone_central": statistics.mean(h.bytes_per_phone() for h in hc),
+        "bytes_per_phone_distributed": statistics.mean(h.bytes_per_phone() for h in hd),
+        "wrap_rate": wrap_rate,
+        "wrap_coordinates": wrap_coords,
+        "wrap_rate_worst_case": worst,
+        "wrap_coordinates_worst_case": worst_coords,
+        "wrap_bound": bound,
+        "server_noise_std_central": 0.0,
+        "server_noise_std_distributed": math.sqrt(included * plan.local_variance) / plan.scale,
+        "client_ms_central": small["client_ms_central"],
+        "client_ms_distributed": small["client_ms_distributed"],
+        "client_ratio": small["client_ratio"],
+        "client_ratio_prg_only": small["client_ratio_prg_only"],
+        "consistency_round_bytes": cons,
+        "lesson10": small,
+        "large": large,
+        "seconds": time.perf_counter() - t_all,
+        "config": {
+            **vars(args),
+            "rounds": ROUNDS,
+            "clip_norm": S_CLIP,
+            "dropout_rate": DROPOUT,
+            "epsilon": EPS,
+            "delta": DELTA,
+            "users_per_round": PER_ROUND,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
     }
     print(json.dumps(out))
 

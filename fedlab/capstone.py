@@ -19,7 +19,8 @@ exact sum of the clipped updates of a round: secure aggregation hides each user'
 and DP is trusted to the server's noise. The alternative, *distributed* noise (each client adds a
 share of discrete noise before masking, Kairouz et al. 2021, "The Distributed Discrete Gaussian
 Mechanism"), protects the sum from the server too, at the price of integer noise, more bits and a
-privacy loss that grows when clients drop; it is not built here.
+privacy loss that grows when clients drop: lesson 13 builds it, ``run(..., noise="distributed")``
+(see "Distributed noise" below); ``noise="central"`` (the default) is lesson 10's pipeline, unchanged.
 
 **Compression under secure aggregation: only the fixed-point width.** A masked vector is
 uniformly random mod ``2^bits``: top-k sparsification or per-client scaling cannot be applied to it
@@ -63,12 +64,40 @@ it is 1.9e-7 at 30. (Departure, stated: the fixed-point grid (``frac_bits``) is 
 actual cohort size, so one user can also move the others' rounding, by at most ``n 2^-(frac_bits+1)``
 per coordinate; at 16 bits that is far below the noise and is not counted.)
 
+Distributed noise (lesson 13, issue 20)
+---------------------------------------
+``run(..., noise="distributed")`` replaces :func:`private_round` by :func:`distributed_round`: each sampled
+phone clips, rotates, rounds, adds its Skellam share and reduces mod ``2^bits``
+(:func:`fedlab.distributed_dp.encode_cohort`) *before* masking, so secure aggregation hands the server a
+noised modular sum and nothing else; it decodes and divides by ``q N``, and adds nothing. Decisions:
+
+- **one public plan per run** (:func:`distributed_plan`), made before any phone is sampled: the ring is
+  sized for :func:`cohort_cap` phones (a Poisson cohort exceeds it with probability ``1e-6`` a round; such
+  a round keeps the plan's noise and scale) and every phone's share for ``min_survivors`` survivors
+  (:func:`min_survivors_for`: the largest whose refusal term stays within ``delta / 10``);
+- **a refused round releases nothing** (secure aggregation's refusals, and fewer than ``min_survivors``
+  noised vectors in the sum: :class:`fedlab.distributed_dp.NoiseShortfallError`). No trusted party can add
+  noise alone; the model does not move;
+- **the accountant** is :mod:`fedlab.distributed_dp`'s (Skellam RDP of the plan at ``min_survivors``, Zhu
+  and Wang's Poisson subsampling) plus the same refusal-flip term as above, for the distributed rule
+  (:func:`distributed_flip_probability`: one user can move the count of noised vectors across
+  ``min_survivors``). :func:`epsilon_vs_survivors` gives the mechanism's epsilon when fewer phones
+  survive than planned (dropouts eat noise);
+- **wrap-around is measured**, not assumed: every released round compares the centred ring sum with the
+  un-wrapped integer sum of the same vectors (:attr:`CapstoneHistory.wrap_rate`).
+
+At lesson 10's setting (30 users a round, 5% dropouts, 200 rounds, epsilon 2 at delta 1e-5) that is
+``min_survivors = 7``, ``z = 1.372`` for 6 shares, and a typical round carries about 28 shares: the price
+of not trusting the server is about 2.6 times the central noise std on the sum, and ``d' = 32`` values
+per phone instead of 18 (``benchmarks/distributed_dp.py`` measures accuracy, bits, bytes, wraps and time).
+
 Everything random takes a seed or ``numpy.random.Generator``; this module imports numpy, torch
 and fedlab's math modules only (no widgets).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -79,6 +108,7 @@ import numpy as np
 import torch
 
 from fedlab import attacks, dp, fedavg, models, secagg, seeding, validate
+from fedlab import distributed_dp as ddp
 from fedlab import engine as batched
 from fedlab import params as P
 
@@ -175,6 +205,20 @@ def _flip_per_round(n_users: int, q: float, rate: float) -> float:
     return min(worst, 1.0)
 
 
+def _solve_total_delta(eps_at: Callable[[float], float], flip: float, d: float) -> float:
+    """The epsilon with ``delta_mech(epsilon) + e^epsilon flip = d``: fixed-point iteration that only raises epsilon."""
+    eps = eps_at(d)
+    for _ in range(100):
+        rest = d - math.exp(min(eps, 700.0)) * flip
+        if rest <= 0:
+            return math.inf
+        new = eps_at(rest)
+        if new <= eps * (1 + 1e-9):
+            return max(eps, new)
+        eps = new
+    return eps
+
+
 def epsilon(
     *,
     num_users: int,
@@ -184,40 +228,66 @@ def epsilon(
     dropout_rate: float,
     delta: float = DELTA,
     accountant: dp.Accountant | None = None,
+    noise: str = "central",
+    plan: ddp.Plan | None = None,
+    dim: int | None = None,
+    clip_norm: float | None = None,
+    bits: int | None = None,
+    min_survivors: int | None = None,
 ) -> float:
     """The capstone's valid user-level epsilon at total ``delta``, refusals included (see the module docstring).
 
-    Finds ``epsilon`` with ``delta_sgm + e^epsilon P[F] = delta``, ``delta_sgm`` the sampled Gaussian
-    mechanism's delta (``accountant``, default ``dp.Accountant().step(q, noise_multiplier, rounds)``)
-    and ``P[F]`` from :func:`refusal_flip_probability`, by a fixed-point iteration that only raises
-    epsilon. ``math.inf`` when no epsilon reaches ``delta`` (the flip term alone is too large).
+    Finds ``epsilon`` with ``delta_mech + e^epsilon P[F] = delta`` by a fixed-point iteration that only
+    raises epsilon; ``math.inf`` when no epsilon reaches ``delta`` (the flip term alone is too large).
+
+    - ``noise="central"`` (lesson 10): ``delta_mech`` is the sampled Gaussian mechanism's delta
+      (``accountant``, default ``dp.Accountant().step(q, noise_multiplier, rounds)``) and ``P[F]``
+      :func:`refusal_flip_probability`.
+    - ``noise="distributed"``: ``delta_mech`` from :func:`fedlab.distributed_dp.epsilon` for the round's
+      plan (the Skellam RDP with ``min_survivors``' noise, Poisson-subsampled) and ``P[F]``
+      :func:`distributed_flip_probability` (a round is also refused below ``min_survivors``). Give the
+      ``plan`` (:func:`distributed_plan`) or ``dim``, ``clip_norm`` and ``bits`` (and optionally
+      ``min_survivors``) to build it.
     """
     d = dp._check_delta(delta)
     z = dp._check_noise(noise_multiplier)
     t = validate.positive_int("rounds", rounds, minimum=0)
+    validate.one_of("noise", noise, NOISES)
+    if noise == "distributed":
+        pl = _plan_from(plan, dim=dim, clip_norm=clip_norm, bits=bits, min_survivors=min_survivors,
+                        noise_multiplier=z, num_users=num_users, q=q, dropout_rate=dropout_rate, rounds=t,
+                        delta=d)  # fmt: skip
+        return _distributed_epsilon(pl, num_users=num_users, q=q, rounds=t, dropout_rate=dropout_rate, delta=d)
+    _central_only(dim=dim, clip_norm=clip_norm, bits=bits, min_survivors=min_survivors, plan=plan)
     if z == 0:
         return math.inf
     acc = accountant if accountant is not None else dp.Accountant().step(q=q, noise_multiplier=z, steps=t)
     flip = refusal_flip_probability(num_users=num_users, q=q, dropout_rate=dropout_rate, rounds=t)
-    eps = acc.epsilon(delta=d)
-    for _ in range(100):
-        rest = d - math.exp(min(eps, 700.0)) * flip
-        if rest <= 0:
-            return math.inf
-        new = acc.epsilon(delta=rest)
-        if new <= eps * (1 + 1e-9):
-            return max(eps, new)
-        eps = new
-    return eps
+    return _solve_total_delta(lambda x: acc.epsilon(delta=x), flip, d)
 
 
 _valid_epsilon = epsilon  # noise_multiplier_for's argument ``epsilon`` shadows the function
 
 
 def noise_multiplier_for(
-    *, epsilon: float, num_users: int, q: float, rounds: int, dropout_rate: float, delta: float = DELTA
+    *,
+    epsilon: float,
+    num_users: int,
+    q: float,
+    rounds: int,
+    dropout_rate: float,
+    delta: float = DELTA,
+    noise: str = "central",
+    dim: int | None = None,
+    clip_norm: float | None = None,
+    bits: int | None = None,
+    min_survivors: int | None = None,
 ) -> float:
     """The smallest noise multiplier (relative tolerance 1e-4) whose valid :func:`epsilon` is at most ``epsilon``.
+
+    ``noise="distributed"`` calibrates the distributed plan instead (:func:`distributed_plan` with
+    ``dim``, ``clip_norm``, ``bits`` and ``min_survivors``, default :func:`min_survivors_for`): ``z``
+    is then the noise of the planned ``min_survivors - 1`` shares, in units of the clip norm.
 
     Raises
     ------
@@ -227,6 +297,12 @@ def noise_multiplier_for(
 
     """
     target = validate.positive_float("epsilon", epsilon)
+    validate.one_of("noise", noise, NOISES)
+    if noise == "distributed":
+        return _distributed_noise_for(target, num_users=num_users, q=q, rounds=rounds, dropout_rate=dropout_rate,
+                                      delta=delta, dim=dim, clip_norm=clip_norm, bits=bits,
+                                      min_survivors=min_survivors)  # fmt: skip
+    _central_only(dim=dim, clip_norm=clip_norm, bits=bits, min_survivors=min_survivors, plan=None)
     flip = refusal_flip_probability(num_users=num_users, q=q, dropout_rate=dropout_rate, rounds=rounds)
     if math.exp(min(target, 700.0)) * flip >= delta:
         raise ValueError(
@@ -245,6 +321,286 @@ def noise_multiplier_for(
         else:
             hi = mid
     return hi
+
+
+# ----------------------------------------------------------------------------
+# distributed noise: the plan, its refusal rule and its accountant
+# ----------------------------------------------------------------------------
+
+NOISES = ("central", "distributed")
+"""Where the noise is added: ``"central"`` (lesson 10: the server, on the unmasked sum) or ``"distributed"``
+(lesson 13: every phone adds a Skellam share before masking, :mod:`fedlab.distributed_dp`)."""
+
+COHORT_TAIL = 1e-6
+"""The distributed plan sizes the ring for :func:`cohort_cap` phones: a Poisson cohort exceeds it with at most this
+probability per round (a round that does is still run with the same plan: the same noise per phone, a ring bound a
+little above ``wrap_prob``)."""
+
+FLIP_BUDGET = 0.1
+""":func:`min_survivors_for` takes the largest ``min_survivors`` whose refusal term ``P[F]`` is at most
+``FLIP_BUDGET * delta``."""
+
+
+def cohort_cap(*, num_users: int, q: float, tail: float = COHORT_TAIL) -> int:
+    """The smallest ``k`` with ``P[Binomial(num_users, q) > k] <= tail``: the cohort the ring is sized for."""
+    n = validate.positive_int("num_users", num_users, minimum=2)
+    q = dp._check_q(q)
+    if isinstance(tail, bool) or not isinstance(tail, int | float) or not 0 < tail < 1:
+        raise ValueError(f"tail={tail!r}: must be a number in (0, 1)")
+    pmf = np.exp(_log_binom_pmf(n, q))
+    above = np.cumsum(pmf[::-1])[::-1]  # above[k] = P[X >= k]
+    over = np.append(above[1:], 0.0)  # P[X > k]
+    return max(2, int(np.flatnonzero(over <= tail)[0]))
+
+
+def _released(k: int, j: np.ndarray, i: np.ndarray, m: int) -> np.ndarray:
+    """Whether a cohort of ``k`` with ``j`` phones that never drop and ``i`` phones in the sum is released."""
+    if k < 2:
+        return np.zeros(np.broadcast(j, i).shape, bool)
+    return (j >= threshold_for(k)) & (i >= m)
+
+
+@functools.lru_cache(maxsize=256)
+def _flip_per_round_distributed(n_users: int, q: float, rate: float, m: int) -> float:
+    # a sampled phone never drops (1 - rate), drops at 'unmask' (rate / 4: its noised vector is in the sum) or
+    # earlier (3 rate / 4: not in the sum); draw_dropouts draws the phase uniformly from secagg.PHASES
+    probs = (1.0 - rate, rate / len(secagg.PHASES), rate * (len(secagg.PHASES) - 1) / len(secagg.PHASES))
+    logs = [math.log(p) if p > 0 else -np.inf for p in probs]
+    log_fact = dp._gammaln(np.arange(1, n_users + 3, dtype=np.float64))  # log k! for k = 0 .. n_users + 1
+    worst = 0.0
+    for others in (n_users - 1, n_users):
+        pk = np.exp(_log_binom_pmf(others, q))
+        total = 0.0
+        for k in np.flatnonzero(pk > 1e-30):
+            k = int(k)
+            ji = np.arange(k + 1)[:, None]  # never drop
+            ai = np.arange(k + 1)[None, :]  # drop at 'unmask'
+            ri = k - ji - ai
+            valid = ri >= 0
+            ri = np.where(valid, ri, 0)
+            logw = log_fact[k] - log_fact[ji] - log_fact[ai] - log_fact[ri]
+            for cnt, lp in zip((ji, ai, ri), logs):
+                logw = logw + np.where(cnt > 0, cnt * lp if lp > -np.inf else -np.inf, 0.0)
+            w = np.where(valid, np.exp(logw), 0.0)
+            before = _released(k, ji, ji + ai, m)
+            flip = (
+                probs[0] * (before != _released(k + 1, ji + 1, ji + ai + 1, m))
+                + probs[1] * (before != _released(k + 1, ji, ji + ai + 1, m))
+                + probs[2] * (before != _released(k + 1, ji, ji + ai, m))
+            )
+            total += pk[k] * float(np.sum(w * flip))
+        worst = max(worst, q * total)
+    return min(worst, 1.0)
+
+
+def distributed_flip_probability(
+    *, num_users: int, q: float, dropout_rate: float, rounds: int, min_survivors: int
+) -> float:
+    """``P[F]`` for distributed noise: the chance that one user is sampled in some round and flips it.
+
+    A distributed round is released only if secure aggregation completes (:func:`refuses`: a cohort of
+    at least 2 and at least ``t`` phones that never drop) **and** at least ``min_survivors`` noised
+    vectors are in the sum (a phone that drops at ``"unmask"`` is in it; one that drops earlier is not).
+    A refused round releases nothing, so a user who moves the count of either kind across its
+    threshold flips the round between "nothing" and "a sum", exactly as in :func:`refusal_flip_probability`
+    (the same argument, the same worst case over ``num_users`` and ``num_users - 1`` others), with the
+    exact trinomial of (never drop, drop at unmask, drop earlier) for the others' cohort.
+    """
+    n_users = validate.positive_int("num_users", num_users, minimum=2)
+    q = dp._check_q(q)
+    rate = _check_rate("dropout_rate", dropout_rate)
+    t = validate.positive_int("rounds", rounds, minimum=0)
+    m = validate.positive_int("min_survivors", min_survivors, minimum=1)
+    worst = _flip_per_round_distributed(n_users, q, rate, m)
+    return float(-math.expm1(t * math.log1p(-worst))) if worst < 1 else 1.0
+
+
+def min_survivors_for(
+    *, num_users: int, q: float, dropout_rate: float, rounds: int, delta: float = DELTA, budget: float = FLIP_BUDGET
+) -> int:
+    """The largest ``min_survivors`` (from 2 up) whose refusal term ``P[F]`` stays at most ``budget * delta``.
+
+    The trade-off (a decision, stated): each phone's noise share is sized for ``min_survivors`` phones,
+    so a typical round of ``~ q N (1 - 3 rate / 4)`` phones in the sum carries that many over
+    ``min_survivors`` times the planned variance (more noise, lower accuracy); but a larger
+    ``min_survivors`` sits closer to the typical count, where one user flips refused/released rounds
+    more often, and the flip probability is paid in ``delta`` (:func:`distributed_flip_probability`).
+    The search stops at the first value over budget (``P[F]`` grows towards the typical count).
+
+    Raises
+    ------
+    ValueError
+        When even ``min_survivors = 2`` exceeds the budget (cohorts too small: more users a round).
+
+    """
+    d = dp._check_delta(delta)
+    b = validate.positive_float("budget", budget)
+    cap = cohort_cap(num_users=num_users, q=q)
+    best = None
+    for m in range(2, cap + 1):
+        flip = distributed_flip_probability(num_users=num_users, q=q, dropout_rate=dropout_rate, rounds=rounds,
+                                            min_survivors=m)  # fmt: skip
+        if flip > b * d:
+            break
+        best = m
+    if best is None:
+        raise ValueError(
+            f"q={q!r}: with num_users={num_users}, dropout_rate={dropout_rate}, rounds={rounds} even min_survivors=2 "
+            f"has a refusal term above budget * delta = {b * d:.2g}; sample more users a round"
+        )
+    return best
+
+
+def distributed_plan(
+    *,
+    dim: int,
+    clip_norm: float,
+    noise_multiplier: float,
+    num_users: int,
+    q: float,
+    bits: int,
+    min_survivors: int,
+    wrap_prob: float = 1e-4,
+) -> ddp.Plan:
+    """The public plan of every distributed round of a run (fixed before any phone is sampled).
+
+    :func:`fedlab.distributed_dp.make_plan` for ``dim`` parameters, the ring sized for
+    :func:`cohort_cap` phones (not the sampled cohort, so the mechanism does not depend on the
+    sample), ``min_survivors`` noise shares (``min_survivors - 1`` of them carry the central std
+    ``z c``, the module's convention) and per-coordinate wrap-around bound ``wrap_prob``.
+
+    Raises
+    ------
+    ValueError
+        For a ring too small (``bits``), ``min_survivors`` above the cohort cap or below 2, a negative
+        ``noise_multiplier``; each names the argument, its value and what is allowed.
+
+    """
+    cap = cohort_cap(num_users=num_users, q=q)
+    if (
+        isinstance(min_survivors, bool)
+        or not isinstance(min_survivors, int | np.integer)
+        or not 2 <= min_survivors <= cap
+    ):
+        raise ValueError(
+            f"min_survivors={min_survivors!r}: must be an int in [2, {cap}] (the planned cohort: at most {cap} of "
+            f"num_users={num_users} are sampled at q={q:g}, except with probability {COHORT_TAIL:g})"
+        )
+    if isinstance(bits, int | np.integer) and not isinstance(bits, bool) and bits > ddp.MAX_BITS:
+        raise ValueError(f"bits={bits!r}: distributed noise supports rings of [8, {ddp.MAX_BITS}] bits")
+    return ddp.make_plan(dim=dim, clip_norm=clip_norm, noise_multiplier=noise_multiplier, cohort=cap,
+                         min_survivors=int(min_survivors), bits=bits, wrap_prob=wrap_prob)  # fmt: skip
+
+
+def _central_only(**kw) -> None:
+    given = [k for k, v in kw.items() if v is not None]
+    if given:
+        raise ValueError(f"{given[0]}={kw[given[0]]!r}: only for noise='distributed' (central noise has no plan)")
+
+
+def _plan_from(plan, *, dim, clip_norm, bits, min_survivors, noise_multiplier, num_users, q, dropout_rate, rounds,
+               delta) -> ddp.Plan:  # fmt: skip
+    if plan is not None:
+        if not isinstance(plan, ddp.Plan):
+            raise ValueError(f"plan={plan!r}: must be a distributed_dp.Plan (capstone.distributed_plan)")
+        if plan.noise_multiplier != noise_multiplier:
+            raise ValueError(
+                f"noise_multiplier={noise_multiplier!r}: differs from plan.noise_multiplier={plan.noise_multiplier!r}"
+            )
+        return plan
+    for name, value in (("dim", dim), ("clip_norm", clip_norm), ("bits", bits)):
+        if value is None:
+            raise ValueError(f"{name}=None: noise='distributed' needs dim, clip_norm and bits (or plan=)")
+    m = min_survivors
+    if m is None:
+        m = min_survivors_for(num_users=num_users, q=q, dropout_rate=dropout_rate, rounds=rounds, delta=delta)
+    return distributed_plan(dim=dim, clip_norm=clip_norm, noise_multiplier=noise_multiplier, num_users=num_users, q=q,
+                            bits=bits, min_survivors=m)  # fmt: skip
+
+
+def _distributed_epsilon(plan: ddp.Plan, *, num_users, q, rounds, dropout_rate, delta, survivors=None) -> float:
+    flip = distributed_flip_probability(num_users=num_users, q=q, dropout_rate=dropout_rate, rounds=rounds,
+                                        min_survivors=plan.min_survivors)  # fmt: skip
+    r = ddp.rdp(plan, q=q, rounds=rounds, survivors=survivors)
+    if not np.any(np.isfinite(r)):
+        return math.inf
+    return _solve_total_delta(lambda x: dp.rdp_to_epsilon(rdp=r, orders=ddp.ORDERS, delta=x)[0], flip, delta)
+
+
+def _distributed_noise_for(target, *, num_users, q, rounds, dropout_rate, delta, dim, clip_norm, bits,
+                           min_survivors) -> float:  # fmt: skip
+    d = dp._check_delta(delta)
+    t = validate.positive_int("rounds", rounds, minimum=0)
+    m = min_survivors
+    if m is None:
+        m = min_survivors_for(num_users=num_users, q=q, dropout_rate=dropout_rate, rounds=t, delta=d)
+    flip = distributed_flip_probability(num_users=num_users, q=q, dropout_rate=dropout_rate, rounds=t, min_survivors=m)
+    if math.exp(min(target, 700.0)) * flip >= d:
+        raise ValueError(
+            f"min_survivors={m}: epsilon={target!r} unreachable at delta={d:g}: the refusal term e^epsilon P[F] = "
+            f"{math.exp(target) * flip:.2g} alone exceeds delta; use a smaller min_survivors"
+        )
+
+    def eps_at(z):
+        plan = _plan_from(None, dim=dim, clip_norm=clip_norm, bits=bits, min_survivors=m, noise_multiplier=z,
+                          num_users=num_users, q=q, dropout_rate=dropout_rate, rounds=t, delta=d)  # fmt: skip
+        return _distributed_epsilon(plan, num_users=num_users, q=q, rounds=t, dropout_rate=dropout_rate, delta=d)
+
+    lo, hi = 0.0, dp.noise_multiplier_for(epsilon=target, q=q, steps=t, delta=d)
+    while eps_at(hi) > target:
+        lo, hi = hi, hi * 1.25
+        if hi > 1e4:
+            raise ValueError(f"epsilon={target!r}: not reached by any noise multiplier up to 1e4 with this plan")
+    while hi - lo > 1e-4 * hi:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if eps_at(mid) > target else (lo, mid)
+    return hi
+
+
+def epsilon_vs_survivors(survivors, *, plan: ddp.Plan, q: float, rounds: int, delta: float = DELTA) -> np.ndarray:
+    """Dropouts eat noise: the epsilon if every round released the sum of only ``survivors`` phones.
+
+    A phone that drops before its masked input takes its noise share with it. For each ``k`` in
+    ``survivors`` this is the distributed mechanism's epsilon (:func:`fedlab.distributed_dp.epsilon`
+    with ``survivors=k``: the Skellam noise of ``plan.noise_shares(k)`` shares, Poisson-subsampled at
+    ``q``, ``rounds`` rounds) - the guarantee of a protocol that released whatever survived. It equals
+    the planned mechanism's epsilon at ``k = plan.min_survivors``, is lower above it (more noise),
+    higher below it and ``inf`` at ``k <= 1`` (no other phone's noise).
+
+    Rounds below the plan are exactly the ones this pipeline refuses to release
+    (:func:`distributed_round`, :class:`fedlab.distributed_dp.NoiseShortfallError`): the curve left of
+    ``min_survivors`` is the guarantee the refusal protects. The run's reported epsilon
+    (:meth:`CapstoneHistory.epsilon`) adds the refusal term to the planned value (a decision: the
+    refusal rule's flip term belongs to the protocol that refuses, not to the hypothetical one that
+    releases everything, so it is not part of this curve).
+
+    Parameters
+    ----------
+    survivors
+        Ints in ``[0, plan.cohort]``.
+    plan
+        The run's plan (:func:`distributed_plan`, or :attr:`CapstoneHistory.plan`).
+    q, rounds, delta
+        Sampling rate, rounds and ``delta``.
+
+    Returns
+    -------
+    np.ndarray
+        ``[len(survivors)]`` float64 epsilons.
+
+    """
+    if not isinstance(plan, ddp.Plan):
+        raise ValueError(f"plan={plan!r}: must be a distributed_dp.Plan (capstone.distributed_plan)")
+    ks = np.atleast_1d(np.asarray(survivors))
+    if ks.ndim != 1 or ks.dtype.kind not in "iu":
+        raise ValueError(f"survivors={survivors!r}: must be ints in [0, {plan.cohort}] (plan.cohort)")
+    d = dp._check_delta(delta)
+    t = validate.positive_int("rounds", rounds, minimum=0)
+    out = []
+    for k in ks:
+        r = ddp.rdp(plan, q=q, rounds=t, survivors=int(k))
+        out.append(dp.rdp_to_epsilon(rdp=r, orders=ddp.ORDERS, delta=d)[0] if np.any(np.isfinite(r)) else math.inf)
+    return np.array(out, dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------
@@ -336,9 +692,17 @@ class PrivateRound:
     bytes_sent
         ``[n]`` bytes each client sent (the protocol's messages).
     frac_bits
-        The fixed-point resolution used, ``2^-frac_bits``.
+        The fixed-point resolution used, ``2^-frac_bits`` (``None`` for distributed noise).
     refusal
         Why the protocol refused (too few clients), else ``None``.
+    noise
+        ``"central"`` (:func:`private_round`) or ``"distributed"`` (:func:`distributed_round`: then
+        ``server_view`` is the decoded *noised* sum, the only thing the server ever sees).
+    ring_sum
+        Distributed noise: the ``[d']`` ring vector secure aggregation revealed (``None`` otherwise).
+    wrapped
+        Distributed noise: coordinates of the released sum that wrapped around the ring (``None``
+        for central noise, whose fixed-point capacity check rules wrap-around out, or a refused round).
 
     """
 
@@ -348,6 +712,18 @@ class PrivateRound:
     bytes_sent: np.ndarray
     frac_bits: int | None
     refusal: str | None
+    noise: str = "central"
+    ring_sum: np.ndarray | None = None
+    wrapped: int | None = None
+
+
+def _template(deltas: Sequence, *, like: Sequence | None, secure) -> list[np.ndarray]:
+    """The shapes of a round's updates (``like`` for an empty round), after checking ``secure``."""
+    if not isinstance(secure, bool):
+        raise ValueError(f"secure={secure!r}: must be True or False")
+    if len(deltas) == 0 and like is None:
+        raise ValueError("deltas is empty and like is None: pass like=params to run an empty round")
+    return [np.asarray(t) for t in (deltas[0] if len(deltas) else like)]
 
 
 def private_round(
@@ -412,11 +788,7 @@ def private_round(
     z = dp._check_noise(noise_multiplier)
     e = validate.positive_float("expected_clients", expected_clients)
     b = _check_bits(bits)
-    if not isinstance(secure, bool):
-        raise ValueError(f"secure={secure!r}: must be True or False")
-    if len(deltas) == 0 and like is None:
-        raise ValueError("deltas is empty and like is None: pass like=params to run an empty round")
-    template = [np.asarray(t) for t in (deltas[0] if len(deltas) else like)]
+    template = _template(deltas, like=like, secure=secure)
     n = len(deltas)
     vectors = []
     for k, d in enumerate(deltas):
@@ -441,16 +813,8 @@ def private_round(
                 total, included = res.sum, res.included
         else:
             sent = protocol_bytes(num_clients=n, dim=dim, bits=b, dropouts=dropouts, threshold=config.threshold)
-            drop = {int(u): secagg.PHASES.index(p) for u, p in (dropouts or {}).items()}
-            online = [[u for u in range(n) if drop.get(u, 4) > p] for p in range(4)]
-            short = [p for p in range(4) if len(online[p]) < config.threshold]
-            if short:
-                refusal = (
-                    f"only {len(online[short[0]])} clients sent their '{secagg.PHASES[short[0]]}' message: "
-                    f"the threshold is t = {config.threshold}"
-                )
-            else:
-                included = tuple(online[2])
+            included, refusal = _plain_protocol(n, dropouts, config.threshold)
+            if refusal is None:
                 total = config.decode(secagg.plain_sum(x, config=config, clients=included))
     view = None if refusal is not None else total
     std = z * s / e
@@ -459,6 +823,129 @@ def private_round(
         for acc in P.unflatten(total, [np.zeros(t.shape, np.float64) for t in template])
     ]
     return PrivateRound(avg, view, tuple(int(u) for u in included), np.asarray(sent, np.int64), frac_bits, refusal)
+
+
+def _plain_protocol(n: int, dropouts: Mapping[int, str] | None, threshold: int) -> tuple[tuple[int, ...], str | None]:
+    """Who is in the sum, or why the protocol refuses, without running it (dropouts already checked)."""
+    drop = {int(u): secagg.PHASES.index(p) for u, p in (dropouts or {}).items()}
+    online = [[u for u in range(n) if drop.get(u, 4) > p] for p in range(4)]
+    short = [p for p in range(4) if len(online[p]) < threshold]
+    if short:
+        return (), (
+            f"only {len(online[short[0]])} clients sent their '{secagg.PHASES[short[0]]}' message: "
+            f"the threshold is t = {threshold}"
+        )
+    return tuple(online[2]), None
+
+
+def distributed_round(
+    deltas: Sequence,
+    *,
+    plan: ddp.Plan,
+    expected_clients: float,
+    rng: int | np.random.Generator,
+    protocol_rng: int | np.random.Generator | None = None,
+    dropouts: Mapping[int, str] | None = None,
+    secure: bool = True,
+    like: Sequence | None = None,
+) -> PrivateRound:
+    """One round with **distributed** noise: the phones add it, the server sees only a noised modular sum.
+
+    1. the round's public randomness: the rotation signs (:func:`fedlab.distributed_dp.rotation_signs`),
+       then one seed per phone, both from ``rng``;
+    2. every phone ``k`` encodes its flattened update with :func:`fedlab.distributed_dp.encode_cohort`
+       (clip to ``c``, randomized Hadamard rotation, scale, conditional randomized rounding, its Skellam
+       noise share, mod ``2^bits``), from its own generator ``default_rng([seed_k, k])``;
+    3. secure aggregation of the ring vectors (``secure=True``: :func:`fedlab.secagg.run_round` with
+       ``encoded=True``; ``False``: the same modular sum in the clear, equal bit for bit, and the
+       bytes from :func:`protocol_bytes` for ``d'`` values of ``bits`` bits);
+    4. the server decodes (:func:`fedlab.distributed_dp.decode`: centre, divide by the scale, rotate
+       back) and divides by the fixed denominator ``q N``; it adds nothing.
+
+    **Refusals release nothing** (a decision): secure aggregation's own refusals (:func:`refuses`),
+    and :class:`fedlab.distributed_dp.NoiseShortfallError` when fewer than ``plan.min_survivors``
+    noised vectors are in the sum (their noise is below what the accountant assumed). There is no
+    trusted party to add noise alone, so the model simply does not move (``average`` is zeros); the
+    flip term of :func:`distributed_flip_probability` accounts for the refusal decision.
+
+    The round is run with the plan as given; a cohort larger than ``plan.cohort`` (the ring was sized
+    for :func:`cohort_cap` phones) keeps every phone's noise and the scale, only its wrap-around bound
+    is above ``plan.wrap_prob``. Wrap-around is measured: ``wrapped`` counts the coordinates of the
+    released sum whose un-wrapped integer sum (the same vectors before modular clipping) differs from
+    the centred ring sum.
+
+    Parameters
+    ----------
+    deltas
+        The sampled phones' updates (lists of arrays, one per model tensor), ``plan.dim`` values each.
+    plan
+        The run's :class:`fedlab.distributed_dp.Plan` (:func:`distributed_plan`).
+    expected_clients
+        ``q N``, the fixed denominator.
+    rng
+        Seed or Generator for the signs and the phones' seeds.
+    protocol_rng, dropouts, secure, like
+        As :func:`private_round`.
+
+    Returns
+    -------
+    PrivateRound
+        ``server_view`` is the decoded **noised** sum (``[d]`` float64), ``ring_sum`` the ``[d']`` ring
+        vector the server gets from secure aggregation, ``frac_bits`` is ``None``.
+
+    """
+    if not isinstance(plan, ddp.Plan):
+        raise ValueError(f"plan={plan!r}: must be a distributed_dp.Plan (capstone.distributed_plan)")
+    e = validate.positive_float("expected_clients", expected_clients)
+    template = _template(deltas, like=like, secure=secure)
+    dim = int(sum(t.size for t in template))
+    if dim != plan.dim:
+        raise ValueError(f"deltas have {dim} values each: plan.dim is {plan.dim} (make the plan for this model)")
+    vectors = []
+    for k, d in enumerate(deltas):
+        P.check_like(d, template, name=f"deltas[{k}]")
+        vectors.append(P.flatten(d).astype(np.float64))
+    gen = seeding.as_generator(rng)
+    signs = ddp.rotation_signs(plan.dim, rng=gen)
+    base = int(gen.integers(0, 2**63 - 1))
+    n = len(deltas)
+    if n > plan.cohort:
+        plan = dataclasses.replace(plan, cohort=n)
+    view, ring, included, wrapped, refusal = None, None, (), None, None
+    sent = np.zeros(n, np.int64)
+    if n < 2:
+        refusal = f"a cohort of {n} client(s): secure aggregation needs at least 2"
+    else:
+        raw = ddp.encode_cohort(np.stack(vectors), plan=plan, signs=signs,
+                                rngs=[np.random.default_rng([base, k]) for k in range(n)], modular=False)  # fmt: skip
+        enc = ddp.modular_clip(raw, bits=plan.bits)
+        config = secagg.Config(num_clients=n, threshold=threshold_for(n), dim=plan.padded_dim, clip=1.0, frac_bits=0,
+                               bits=plan.bits)  # fmt: skip
+        if secure:
+            res = secagg.run_round(enc, config=config, rng=protocol_rng, seeded_keys=protocol_rng is not None,
+                                    dropouts=dropouts, on_refusal="return", encoded=True)  # fmt: skip
+            sent, refusal = res.bytes_sent, res.refusal
+            if refusal is None:
+                ring, included = res.sum, res.included
+        else:
+            sent = protocol_bytes(num_clients=n, dim=plan.padded_dim, bits=plan.bits, dropouts=dropouts,
+                                  threshold=config.threshold)  # fmt: skip
+            included, refusal = _plain_protocol(n, dropouts, config.threshold)
+            if refusal is None:
+                ring = ddp.modular_sum(enc[list(included)], bits=plan.bits)
+        if refusal is None:
+            try:
+                view = ddp.decode(ring, plan=plan, signs=signs, survivors=len(included))
+            except ddp.NoiseShortfallError as err:
+                refusal, included, ring = str(err), (), None
+            else:
+                exact = raw[list(included)].sum(axis=0)
+                wrapped = int(np.sum(exact != ddp.centered(ring, bits=plan.bits)))
+    zeros = [np.zeros(t.shape, np.float64) for t in template]
+    parts = P.unflatten(view, zeros) if view is not None else zeros
+    avg = [(acc / e).astype(np.float32) for acc in parts]
+    return PrivateRound(avg, view, tuple(int(u) for u in included), np.asarray(sent, np.int64), None, refusal,
+                        noise="distributed", ring_sum=ring, wrapped=wrapped)  # fmt: skip
 
 
 def draw_dropouts(num_clients: int, *, rate: float, rng: int | np.random.Generator) -> dict[int, str]:
@@ -500,6 +987,22 @@ class CapstoneHistory:
         For the accountant.
     seconds
         Wall time per round (training, protocol and noise).
+    dropout_rate
+        For the accountant's refusal term.
+    noise
+        ``"central"`` or ``"distributed"``.
+    plan
+        The distributed plan (``None`` for central noise).
+    bits
+        Ring width of every value a phone sends.
+    coordinates
+        Values each phone sends per round (``d``; ``d' = 2^ceil(log2 d)`` with distributed noise).
+    wrapped
+        ``[rounds]`` coordinates of the released sum that wrapped around the ring (0 for central noise,
+        whose capacity check rules it out, and for refused rounds).
+    server_views
+        ``[rounds, d]`` float64: what the server saw each round (central: the exact sum of the clipped
+        updates; distributed: the decoded noised sum); ``nan`` rows for refused or empty rounds.
 
     """
 
@@ -513,6 +1016,12 @@ class CapstoneHistory:
     noise_multiplier: float
     seconds: np.ndarray
     dropout_rate: float = 0.0
+    noise: str = "central"
+    plan: ddp.Plan | None = None
+    bits: int | None = None
+    coordinates: int | None = None
+    wrapped: np.ndarray | None = None
+    server_views: np.ndarray | None = None
 
     @property
     def rounds(self) -> int:
@@ -522,7 +1031,26 @@ class CapstoneHistory:
         """Valid ``epsilon`` at total ``delta`` after ``rounds`` (default all), refusals included (:func:`epsilon`)."""
         t = self.rounds if rounds is None else validate.positive_int("rounds", rounds)
         return epsilon(num_users=int(self.user_bytes.size), q=self.q, noise_multiplier=self.noise_multiplier,
-                       rounds=t, dropout_rate=self.dropout_rate, delta=delta)  # fmt: skip
+                       rounds=t, dropout_rate=self.dropout_rate, delta=delta, noise=self.noise,
+                       plan=self.plan)  # fmt: skip
+
+    def epsilon_vs_survivors(self, survivors, *, delta: float = DELTA) -> np.ndarray:
+        """:func:`epsilon_vs_survivors` for this distributed run (all its rounds)."""
+        if self.plan is None:
+            raise ValueError("noise='central': epsilon_vs_survivors is for a run with noise='distributed'")
+        return epsilon_vs_survivors(survivors, plan=self.plan, q=self.q, rounds=self.rounds, delta=delta)
+
+    @property
+    def wrap_rate(self) -> float:
+        """Wrapped coordinates over all coordinates of the released sums (0 with no released round)."""
+        if self.wrapped is None or self.coordinates is None:
+            return 0.0
+        released = int(np.sum(~self.refused & (self.included > 0)))
+        return float(self.wrapped.sum() / (released * self.coordinates)) if released else 0.0
+
+    def bytes_per_phone(self) -> float:
+        """Mean uplink bytes of one sampled phone in one round (protocol messages; dropped phones count)."""
+        return float(self.round_bytes.sum() / max(int(self.sampled.sum()), 1))
 
     def bytes_per_user(self, rounds: int | None = None) -> float:
         """Mean uplink bytes per user (all ``N`` users, taking part or not) over the first ``rounds`` rounds."""
@@ -550,6 +1078,9 @@ def run(
     eval_every: int = 1,
     threads: int | None = 1,
     callback: Callable[[int, list], None] | None = None,
+    noise: str = "central",
+    min_survivors: int | None = None,
+    wrap_prob: float = 1e-4,
 ) -> tuple[list, CapstoneHistory]:
     """The capstone pipeline for ``rounds`` rounds: DP-FedAvg whose aggregation is :func:`private_round`.
 
@@ -579,6 +1110,18 @@ def run(
         Torch threads for local training.
     callback
         ``callback(round, params)`` after every round.
+    noise
+        ``"central"`` (default, lesson 10: :func:`private_round`, the server adds ``N(0, (z S)^2)``)
+        or ``"distributed"`` (lesson 13: :func:`distributed_round`, every phone adds a Skellam share
+        before masking under the run's public :func:`distributed_plan`; the server adds nothing and a
+        refused round releases nothing). With ``"distributed"`` the round's generator gives the
+        rotation signs and the phones' seeds instead of the Gaussian noise, and the protocol's keys
+        come from ``derive(seed, r, 3)`` (not ``2``: the same keys must never mask two different inputs).
+    min_survivors
+        Distributed noise only: the fewest phones whose noise the accountant counts (default
+        :func:`min_survivors_for` this run's ``q``, ``dropout_rate`` and ``rounds``).
+    wrap_prob
+        Distributed noise only: the per-coordinate wrap-around bound the plan's scale is chosen for.
 
     Returns
     -------
@@ -595,16 +1138,28 @@ def run(
         validate.positive_int("batch_size", batch_size)
     validate.positive_float("lr", lr)
     validate.positive_int("eval_every", eval_every)
+    validate.one_of("noise", noise, NOISES)
+    if noise == "central" and min_survivors is not None:
+        raise ValueError(f"min_survivors={min_survivors!r}: only for noise='distributed' (central noise has no plan)")
     if len(clients) == 0:
         raise ValueError("clients is empty: run needs at least one (x, y) client")
     clients = [fedavg._check_xy(x, y, spec) for x, y in clients]
     n = len(clients)
     nmax = max(len(y) for _, y in clients)
     state = fedavg.ServerState(models.init_params(spec, rng=seeding.derive(seed, 0)), 0)
+    dim = P.num_params(state.params)
+    plan = None
+    if noise == "distributed":
+        m = min_survivors
+        if m is None:
+            m = min_survivors_for(num_users=n, q=q, dropout_rate=rate, rounds=rounds)
+        plan = distributed_plan(dim=dim, clip_norm=s, noise_multiplier=z, num_users=n, q=q, bits=b, min_survivors=m,
+                                wrap_prob=wrap_prob)  # fmt: skip
     packed = batched.pack(clients)
     denominator = q * n
-    cols = {k: np.zeros(rounds, np.int64) for k in ("sampled", "included", "round_bytes")}
+    cols = {k: np.zeros(rounds, np.int64) for k in ("sampled", "included", "round_bytes", "wrapped")}
     refused, acc, secs = np.zeros(rounds, bool), np.full(rounds, np.nan), np.zeros(rounds)
+    views = np.full((rounds, dim), np.nan)
     user_bytes = np.zeros(n, np.int64)
     with batched.torch_threads(threads):
         for r in range(1, rounds + 1):
@@ -619,10 +1174,19 @@ def run(
                 stacked = [t.detach().to(torch.float32).numpy() for t in cohort.deltas()]
                 deltas = [[t[i] for t in stacked] for i in range(len(chosen))]
             drops = draw_dropouts(len(chosen), rate=rate, rng=seeding.derive(seed, r, 1))
-            out = private_round(
-                deltas, clip_norm=s, noise_multiplier=z, expected_clients=denominator, bits=b, rng=g,
-                protocol_rng=seeding.derive(seed, r, 2), dropouts=drops, secure=secure, like=state.params,
-            )  # fmt: skip
+            if plan is None:
+                out = private_round(
+                    deltas, clip_norm=s, noise_multiplier=z, expected_clients=denominator, bits=b, rng=g,
+                    protocol_rng=seeding.derive(seed, r, 2), dropouts=drops, secure=secure, like=state.params,
+                )  # fmt: skip
+            else:
+                out = distributed_round(  # its own key stream: a central run with the same seed masks other inputs
+                    deltas, plan=plan, expected_clients=denominator, rng=g, protocol_rng=seeding.derive(seed, r, 3),
+                    dropouts=drops, secure=secure, like=state.params,
+                )  # fmt: skip
+            if out.server_view is not None:
+                views[r - 1] = out.server_view
+                cols["wrapped"][r - 1] = out.wrapped or 0
             state = fedavg.server_update(state, out.average, server_lr=server_lr)
             secs[r - 1] = time.perf_counter() - t0
             cols["sampled"][r - 1], cols["included"][r - 1] = len(chosen), len(out.included)
@@ -635,7 +1199,8 @@ def run(
             if callback is not None:
                 callback(r, state.params)
     hist = CapstoneHistory(cols["sampled"], cols["included"], refused, cols["round_bytes"], acc, user_bytes, q, z, secs,
-                           rate)  # fmt: skip
+                           rate, noise, plan, b if plan is None else plan.bits,
+                           dim if plan is None else plan.padded_dim, cols["wrapped"], views)  # fmt: skip
     return state.params, hist
 
 
@@ -675,6 +1240,47 @@ def label_share_attack(bias_update, *, lr: float, steps: int, num_examples: int,
     return np.bincount(labels, minlength=pg.size) / n
 
 
+def mean_probs_outside(spec: models.ModelSpec, params, x, user, *, exclude) -> np.ndarray:
+    """The label attacker's estimate of the model's mean prediction, from users outside the attacked cohort.
+
+    :func:`label_share_attack` needs the model's mean prediction on the data behind an update. An attacker
+    who knows the population, but not the victims, estimates it on **other users' days**: the rows of ``x``
+    whose ``user`` is not in ``exclude`` (the cohort under attack). Using the victims' own days would hand
+    the attacker a statistic of the very data it is trying to learn (issue 16.3).
+
+    Parameters
+    ----------
+    spec, params
+        The model the attacker holds.
+    x
+        ``[n, d]`` days of the population (e.g. the test days).
+    user
+        ``[n]`` the user id of each row.
+    exclude
+        User ids whose rows are left out (the cohort under attack).
+
+    Returns
+    -------
+    np.ndarray
+        ``[num_classes]`` float64, the mean softmax over the remaining rows (sums to 1).
+
+    """
+    x = validate.array("x", x, ndim=2)
+    if x.shape[1] != spec.in_features:
+        raise ValueError(f"x has {x.shape[1]} features: the model takes in_features={spec.in_features}")
+    user = validate.array("user", user, ndim=1, dtype_kind="iu")
+    if user.shape[0] != x.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but user has {user.shape[0]} ids: they must match")
+    keep = ~np.isin(user, np.asarray(list(exclude), dtype=np.int64))
+    if not keep.any():
+        raise ValueError("exclude covers every user in user: no one is left outside the cohort to estimate from")
+    params = models.check_params(spec, params)
+    with torch.no_grad():
+        w = [torch.as_tensor(np.asarray(p), dtype=torch.float64) for p in params]
+        logits = models.forward(spec, w, torch.as_tensor(x[keep], dtype=torch.float64))
+        return torch.softmax(logits, dim=1).mean(0).numpy()
+
+
 def membership_auc(spec: models.ModelSpec, params, members: tuple, nonmembers: tuple) -> float:
     """ROC AUC of lesson 05's loss-threshold membership attack (:func:`fedlab.attacks.loss_threshold_attack`)."""
     lm = attacks.per_example_loss(spec, params, *members)
@@ -684,10 +1290,20 @@ def membership_auc(spec: models.ModelSpec, params, members: tuple, nonmembers: t
 
 __all__ = [
     "DELTA",
+    "NOISES",
     "CapstoneHistory",
     "PrivateRound",
+    "cohort_cap",
+    "distributed_flip_probability",
+    "distributed_plan",
+    "distributed_round",
     "draw_dropouts",
+    "epsilon",
+    "epsilon_vs_survivors",
+    "min_survivors_for",
+    "noise_multiplier_for",
     "label_share_attack",
+    "mean_probs_outside",
     "membership_auc",
     "private_round",
     "protocol_bytes",

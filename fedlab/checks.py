@@ -41,6 +41,7 @@ LESSON_MODULES: dict[str, str] = {
     "10": "fedlab.exercises.capstone",
     "11": "fedlab.exercises.flower",
     "12": "fedlab.exercises.personal",
+    "13": "fedlab.exercises.distributed",
     "99": "fedlab.exercises.demo",
 }
 """Which module defines each lesson's exercises (lesson 99 is the grader's small demo lesson)."""

@@ -89,6 +89,7 @@ use :func:`fedlab.secagg.ring_dtype`. This module imports numpy and fedlab's mat
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import statistics
@@ -231,11 +232,48 @@ def _check_signs(signs, width: int) -> np.ndarray:
     return s.astype(np.float64)
 
 
+@functools.lru_cache(maxsize=32)
+def _sylvester(d: int) -> np.ndarray:
+    """The unnormalised ``d x d`` Walsh-Hadamard matrix (Sylvester order), float64 +-1, read-only."""
+    h = np.ones((1, 1))
+    while h.shape[0] < d:
+        h = np.block([[h, h], [h, -h]])
+    h.setflags(write=False)
+    return h
+
+
+def _fwht(a: np.ndarray) -> np.ndarray:
+    """``[n, d] -> [n, d]``: the unnormalised transform ``x H`` of every row (``d`` a power of 2), no checks.
+
+    ``d <= 64``: one product with the cached matrix (too small for BLAS to start threads). Larger: the
+    butterflies ``(u, v) -> (u + v, u - v)`` for the pairs ``i, i + h`` of every block of ``2h``, one
+    stage per bit of ``d``, two ufunc calls per stage between two buffers (no BLAS: a multi-threaded
+    BLAS on a busy 2-core machine is slower than this, and a phone has no BLAS threads to spare).
+    """
+    n, d = a.shape
+    if d <= 64:
+        return a @ _sylvester(d)
+    # the 4 lowest bits (stages h = 1 .. 8, whose strided views are slow) as one product with H_16, since
+    # H_d = H_(d/16) (x) H_16; then the butterflies for the higher bits
+    src = (a.reshape(n * d // 16, 16) @ _sylvester(16)).reshape(n, d)
+    dst = np.empty_like(src)
+    h = 16
+    while h < d:
+        u = src.reshape(n, d // (2 * h), 2, h)
+        v = dst.reshape(n, d // (2 * h), 2, h)
+        np.add(u[:, :, 0, :], u[:, :, 1, :], out=v[:, :, 0, :])
+        np.subtract(u[:, :, 0, :], u[:, :, 1, :], out=v[:, :, 1, :])
+        src, dst = dst, src
+        h *= 2
+    return src
+
+
 def hadamard(x) -> np.ndarray:
     """The orthonormal fast Walsh-Hadamard transform ``H x / sqrt(d)`` of every row (Sylvester order).
 
     ``H`` is symmetric and ``(H / sqrt(d))^2 = I``: the transform is orthogonal and its own inverse.
-    ``O(n d log d)``, one butterfly stage per bit of ``d``.
+    ``O(n d log d)``, one butterfly stage per bit of ``d`` (a matrix product for ``d <= 64``);
+    ``tests/test_distributed_dp.py`` checks it against ``scipy.linalg.hadamard``.
 
     Parameters
     ----------
@@ -254,16 +292,7 @@ def hadamard(x) -> np.ndarray:
     n, d = a.shape
     if d == 0 or d & (d - 1):
         raise ValueError(f"x has {d} coordinates per row: the Hadamard transform needs a power of 2 (pad first)")
-    y = a.copy()
-    diff = np.empty((n, d // 2))
-    h = 1
-    while h < d:  # stage h: (u, v) -> (u + v, u - v) for the pairs i, i + h of every block of 2h, in place
-        pairs = y.reshape(n, d // (2 * h), 2, h)
-        out = diff.reshape(n, d // (2 * h), h)
-        np.subtract(pairs[:, :, 0, :], pairs[:, :, 1, :], out=out)
-        pairs[:, :, 0, :] += pairs[:, :, 1, :]
-        pairs[:, :, 1, :] = out
-        h *= 2
+    y = _fwht(a)
     y /= math.sqrt(d)
     return y[0] if one else y
 
@@ -726,11 +755,7 @@ def encode_client(x, *, plan: Plan, signs, rng: int | np.random.Generator) -> np
     a = np.asarray(x)
     if a.ndim != 1:
         raise ValueError(f"x has shape {a.shape}: encode_client takes one phone's [d] vector (encode_cohort: [n, d])")
-    gen = seeding.as_generator(rng)
-    y = rotate(clip_rows(_check_rows(a, plan.dim), clip_norm=plan.clip_norm), signs=signs) * plan.scale
-    r = conditional_round(y[0], bound=plan.l2_sensitivity, rng=gen, max_tries=plan.max_tries)
-    r = r + skellam_noise(r.shape, variance=plan.local_variance, rng=gen)
-    return modular_clip(r, bits=plan.bits)
+    return _encode_rows(_check_rows(a, plan.dim), plan, signs, [seeding.as_generator(rng)], True)[0]
 
 
 def encode_cohort(x, *, plan: Plan, signs, rngs: Sequence, modular: bool = True) -> np.ndarray:
@@ -746,11 +771,48 @@ def encode_cohort(x, *, plan: Plan, signs, rngs: Sequence, modular: bool = True)
     if a.shape[0] != len(rngs):
         raise ValueError(f"rngs has {len(rngs)} entries for {a.shape[0]} phones: pass one seed or Generator each")
     gens = [seeding.as_generator(g, name=f"rngs[{k}]") for k, g in enumerate(rngs)]
-    y = rotate(clip_rows(a, clip_norm=plan.clip_norm), signs=signs) * plan.scale
-    r = conditional_round(y, bound=plan.l2_sensitivity, rng=gens, max_tries=plan.max_tries)
-    if plan.local_variance > 0:
-        r = r + np.stack([skellam_noise(r.shape[1], variance=plan.local_variance, rng=g) for g in gens])
-    return modular_clip(r, bits=plan.bits) if modular else r
+    return _encode_rows(a, plan, signs, gens, modular)
+
+
+def _encode_rows(a: np.ndarray, plan: Plan, signs, gens: list, modular: bool) -> np.ndarray:
+    """The phones' pipeline on checked ``[n, d]`` float64 rows, the arithmetic of :func:`clip_rows`,
+    :func:`rotate`, :func:`conditional_round`, :func:`skellam_noise` and :func:`modular_clip` without
+    their per-call checks (the plan was checked when made): what a phone runs, kept cheap.
+    """
+    n, d = a.shape
+    width = plan.padded_dim
+    sg = _check_signs(signs, width)
+    norms = np.sqrt(np.einsum("ij,ij->i", a, a))[:, None]
+    padded = np.zeros((n, width))
+    np.multiply(a * np.minimum(1.0, plan.clip_norm / np.maximum(norms, 1e-300)), sg[:d], out=padded[:, :d])
+    y = _fwht(padded)
+    y *= plan.scale / math.sqrt(width)
+    floor = np.floor(y)
+    frac = y - floor
+    base = floor.astype(np.int64)
+    out = np.empty((n, width), dtype=np.int64)
+    bound_sq = plan.l2_sensitivity**2
+    half = plan.local_variance / 2
+    for k in range(n):
+        g = gens[k]
+        for _ in range(plan.max_tries):
+            cand = base[k] + (g.random(width) < frac[k])
+            if float(cand @ cand) <= bound_sq:  # int64 dot: exact below 2^53
+                break
+        else:
+            raise RoundingError(
+                f"row {k} (norm {float(np.linalg.norm(a[k])):.4g} before rounding) was still above "
+                f"bound={plan.l2_sensitivity:.6g} after max_tries={plan.max_tries} randomized roundings: clip the "
+                "rows to the norm the bound was computed for, or raise max_tries"
+            )
+        if half > 0:
+            cand += g.poisson(half, width)
+            cand -= g.poisson(half, width)
+        out[k] = cand
+    if not modular:
+        return out
+    np.bitwise_and(out, np.int64((1 << plan.bits) - 1), out=out)  # two's complement: v mod 2^bits
+    return out.astype(secagg.ring_dtype(plan.bits))
 
 
 def modular_sum(encoded, *, bits: int) -> np.ndarray:

@@ -46,6 +46,25 @@ LINESTYLES: tuple[str, ...] = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 
 HATCHES: tuple[str, ...] = ("", "//", "..", "xx", "\\\\", "++", "oo")
 
 
+def pixel_figure(width: int, height: int, *, dpi: int = 100):
+    """A pyplot-free ``Figure`` of ``width`` x ``height`` pixels (Agg canvas): for widgets that send PNG charts."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def png_bytes(fig, *, dpi: int = 100) -> bytes:
+    """``fig`` as PNG bytes, with no software stamp (the same chart gives the same bytes)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
 def _axes(ax, figsize: tuple[float, float]):
     if ax is None:
         _, ax = plt.subplots(figsize=figsize, layout="constrained")

@@ -31,8 +31,9 @@ The syft plumbing
     scientist in this one process, joined by syft's in-memory stand-in for its
     Google Drive transport, each in a fresh folder); the owner's
     :func:`publish`, :func:`review`, :func:`approve`, :func:`reject`,
-    :func:`run_approved` and :func:`release`; the scientist's :func:`mock_file`,
-    :func:`submit`, :func:`status` and :func:`result`; :func:`fedavg_round`
+    :func:`run_approved`, :func:`owner_error` and :func:`release`; the
+    scientist's :func:`mock_file`, :func:`submit`, :func:`status` and
+    :func:`result`; :func:`fedavg_round`
     (one round of FedAvg over several hospitals, each local update an
     approved job). What syft prints is captured (:func:`quiet`) so notebooks
     stay readable; errors are raised with syft's message or the job's.
@@ -776,6 +777,20 @@ def _error_tail(stderr: str, *, lines: int = 8) -> str:
     return "\n".join(kept[-lines:]) if kept else "(no error text)"
 
 
+def owner_error(site: Hospital, name: str) -> str | None:
+    """The owner's view of a failed job: the Python error at the end of its ``stderr.txt``; ``None`` if it did not fail.
+
+    What :func:`fedavg_round` reports for a job that raised, before anything is
+    released (the scientist reads the same error through :func:`result` once
+    the owner releases the logs).
+    """
+    job = _job(site.owner, name)
+    if job.status != "failed":
+        return None
+    err = Path(job.job_review_path) / "stderr.txt"
+    return _error_tail(err.read_text() if err.is_file() else "")
+
+
 def result_files(site: Hospital, name: str) -> list[Path]:
     """The scientist's copies of a job's outputs; raises :class:`Refused` or :class:`JobFailed` if there are none.
 
@@ -860,8 +875,10 @@ def fedavg_round(
     (params, records)
         The new global parameters (unchanged if no hospital took part) and one
         record per hospital: ``{"site", "status", "n", "loss", "delta", "reason", "seconds"}``
-        (``status``: ``"done"``, ``"rejected"`` or ``"held"``; ``n``, ``loss``,
-        ``delta`` are ``None`` unless done).
+        (``status``: ``"done"``, ``"rejected"``, ``"held"`` (the release check's
+        reason) or ``"failed"`` (the job raised at the owner; ``reason`` ends with
+        its error, :func:`owner_error`); ``n``, ``loss``, ``delta`` are ``None``
+        unless done). A hospital whose job was not done sits the round out.
 
     """
     params = models.check_params(spec, params)
@@ -892,6 +909,10 @@ def fedavg_round(
             run_approved(approved)
         for site in approved:  # each owner looks at what the job wrote before releasing it
             record = records[site.name]
+            failed = owner_error(site, name)
+            if failed is not None:  # nothing to release: the owner reports the job's own error
+                record.update(status="failed", reason=f"the job failed at the owner. Its error:\n{failed}")
+                continue
             held = release_check(*outputs(site, name), expected={RESULT})
             if held is None:
                 release(site, name)

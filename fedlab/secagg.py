@@ -1325,11 +1325,11 @@ class KeyReuseWarning(UserWarning):
 _SEEDED_ROUNDS: dict[int, str] = {}  # key stream -> fingerprint of the inputs it masked (reuse detection only)
 
 
-def _fingerprint(x: np.ndarray, config: Config) -> str:
+def _fingerprint(x: np.ndarray, config: Config, *, encoded: bool = False) -> str:
     """What the masks hide: the encoded inputs (a replay of the same inputs under the same keys reveals nothing new)."""
     h = hashlib.sha256(repr((config.num_clients, config.dim, config.bits)).encode())
     for row in x:
-        h.update(np.ascontiguousarray(config.encode(row)).tobytes())
+        h.update(np.ascontiguousarray(row if encoded else config.encode(row)).tobytes())
     return h.hexdigest()
 
 
@@ -1341,6 +1341,7 @@ def run_round(
     seeded_keys: bool = False,
     dropouts: Mapping[int, str] | None = None,
     on_refusal: str = "raise",
+    encoded: bool = False,
 ) -> RoundResult:
     """One round of secure aggregation with every client and the server in this process.
 
@@ -1368,6 +1369,14 @@ def run_round(
         ``"raise"`` (default) raises :class:`ThresholdError` when too few
         clients remain; ``"return"`` returns a result with ``sum=None`` and the
         reason in ``refusal`` (for displays).
+    encoded
+        ``False`` (default): ``inputs`` are floats, encoded here with the
+        configuration's fixed-point format. ``True``: ``inputs`` are already
+        ring vectors (``[n, d]`` integers mod ``2^bits``, e.g. distributed DP's
+        noised, modular-clipped vectors, :func:`fedlab.distributed_dp.encode_cohort`),
+        masked as they are; ``sum`` is then the ring sum (``[d]`` in
+        :func:`ring_dtype`), not decoded, and fitting the sum in the ring is the
+        caller's business (the configuration's ``clip``/``frac_bits`` are unused).
 
     """
     n = config.num_clients
@@ -1376,6 +1385,10 @@ def run_round(
     if x.ndim != 2 or x.shape != (n, config.dim):
         raise ValueError(f"inputs has shape {x.shape}: must be (num_clients, dim) = ({n}, {config.dim})")
     drop = _dropouts(dropouts, n)
+    if not isinstance(encoded, bool):
+        raise ValueError(f"encoded={encoded!r}: must be True or False")
+    if encoded:
+        x = np.stack([as_ring(row, bits=config.bits, name=f"inputs[{u}]") for u, row in enumerate(x)])
     if not isinstance(seeded_keys, bool):
         raise ValueError(f"seeded_keys={seeded_keys!r}: must be True or False")
     if rng is not None and not seeded_keys:
@@ -1388,7 +1401,7 @@ def run_round(
         raise ValueError("seeded_keys=True needs rng= (a seed or numpy Generator) to seed the keys from")
     base = None if rng is None else int(seeding.as_generator(rng).integers(0, 2**63 - 1))
     if base is not None:
-        mark = _fingerprint(x, config)
+        mark = _fingerprint(x, config, encoded=encoded)
         if _SEEDED_ROUNDS.setdefault(base, mark) != mark:
             warnings.warn(
                 KeyReuseWarning(
@@ -1430,7 +1443,7 @@ def run_round(
         masked = []
         for u in sorted(secrets):
             if online(u, 2):
-                enc = config.encode(x[u])
+                enc = x[u] if encoded else config.encode(x[u])
                 t0 = time.perf_counter()
                 m = mask_input(secrets[u], enc, roster=roster, inbox=inboxes[u], config=config)
                 times[u] = time.perf_counter() - t0
@@ -1455,7 +1468,8 @@ def run_round(
         for phase in PHASES:
             participants.setdefault(phase, ())
         return RoundResult(None, None, str(err), participants, masked_vectors, sent, times, server_seconds)
-    return RoundResult(config.decode(agg.sum), agg, None, participants, masked_vectors, sent, times, server_seconds)
+    total = agg.sum if encoded else config.decode(agg.sum)
+    return RoundResult(total, agg, None, participants, masked_vectors, sent, times, server_seconds)
 
 
 def plain_sum(inputs, *, config: Config, clients: Sequence[int]) -> np.ndarray:

@@ -1,5 +1,6 @@
 """The capstone's composition (fedlab.capstone): known answers, oracles against dp and secagg, properties."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -152,6 +153,32 @@ def test_label_share_attack_on_one_update():
     grad = attacks.model_gradient(spec, params, x, y)
     share = capstone.label_share_attack(-0.1 * grad[1], lr=0.1, steps=1, num_examples=10, mean_probs=[0.5, 0.5])
     np.testing.assert_allclose(share, [0.7, 0.3])
+
+
+def test_label_attackers_mean_prediction_comes_from_users_outside_the_cohort():
+    """Issue 16.3: the victims' own days never enter the attacker's estimate of the mean prediction."""
+    spec = models.logreg(3, 2)
+    g = np.random.default_rng(1)
+    params = [g.standard_normal((2, 3)).astype(np.float32), g.standard_normal(2).astype(np.float32)]
+    x = g.standard_normal((40, 3)).astype(np.float32)
+    user = np.repeat(np.arange(8), 5)
+    cohort = [2, 5]
+    got = capstone.mean_probs_outside(spec, params, x, user, exclude=cohort)
+    outside = ~np.isin(user, cohort)
+    logits = x[outside].astype(np.float64) @ params[0].T.astype(np.float64) + params[1]
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(got, (p / p.sum(1, keepdims=True)).mean(0), rtol=1e-12)  # known answer
+    x2 = x.copy()
+    x2[~outside] = 100.0  # the victims' days change completely: the estimate does not move
+    np.testing.assert_array_equal(capstone.mean_probs_outside(spec, params, x2, user, exclude=cohort), got)
+    everyone = capstone.mean_probs_outside(spec, params, x, user, exclude=[])  # what lesson 10 used to do
+    assert not np.allclose(capstone.mean_probs_outside(spec, params, x2, user, exclude=[]), everyone)
+    with pytest.raises(ValueError, match="no one is left outside the cohort"):
+        capstone.mean_probs_outside(spec, params, x, user, exclude=range(8))
+    with pytest.raises(ValueError, match="x has 40 rows but user has 39 ids"):
+        capstone.mean_probs_outside(spec, params, x, user[:-1], exclude=cohort)
+    with pytest.raises(ValueError, match="in_features=3"):
+        capstone.mean_probs_outside(spec, params, x[:, :2], user, exclude=cohort)
 
 
 # ---- properties -----------------------------------------------------------------------------------
@@ -321,3 +348,269 @@ def test_capstone_noise_multiplier_for():
     assert z >= dp.noise_multiplier_for(epsilon=2.0, q=30 / 1200, steps=200, delta=1e-5)
     with pytest.raises(ValueError, match="refusal term"):
         capstone.noise_multiplier_for(epsilon=2.0, num_users=1200, q=20 / 1200, rounds=200, dropout_rate=0.1)
+
+
+# ---- noise="distributed" (issue 20, lesson 13) ------------------------------------------------------------
+
+from fedlab import distributed_dp as D  # noqa: E402
+
+# recorded from main at 6160f3a (before noise= existed): capstone.run(spec, clients, rounds=3, seed=11, q=30/N,
+# clip_norm=0.5, noise_multiplier=1.1, bits=16, dropout_rate=0.05), the final parameters as float32 bit patterns
+_CENTRAL_BEFORE = [3194833194, 1033732667, 1041564522, 3195665078, 3192904489, 1052066091, 3198075507, 3191371948,
+                   1050708184, 3157193868, 3193031836, 3189294812, 1040475006, 3189115388, 3194884008, 1041756513,
+                   1050505370, 3181296208]  # fmt: skip
+
+
+@pytest.mark.parametrize("secure", [True, False])
+def test_central_path_is_unchanged_bit_for_bit(health_clients, secure):
+    clients, _ = health_clients
+    kw = dict(rounds=3, seed=11, q=30 / len(clients), clip_norm=0.5, noise_multiplier=1.1, bits=16, dropout_rate=0.05,
+              secure=secure)  # fmt: skip
+    for extra in ({}, {"noise": "central"}):
+        w, h = capstone.run(models.logreg(8, 2), clients, **kw, **extra)
+        assert np.concatenate([t.ravel() for t in w]).astype(np.float32).view(np.uint32).tolist() == _CENTRAL_BEFORE
+        assert h.round_bytes.tolist() == [211836, 181296, 82856] and h.included.tolist() == [40, 37, 24]
+        assert h.epsilon() == 1.069898192008173 and h.noise == "central" and h.plan is None
+        assert h.bits == 16 and h.coordinates == 18 and h.wrap_rate == 0.0
+    assert capstone.noise_multiplier_for(epsilon=2.0, num_users=1200, q=30 / 1200, rounds=200,
+                                         dropout_rate=0.05) == 1.152323428541422  # fmt: skip
+    assert capstone.epsilon(num_users=1200, q=30 / 1200, noise_multiplier=1.1, rounds=200,
+                            dropout_rate=0.05) == 2.2069351562934063  # fmt: skip
+
+
+def _plan(*, dim=11, z=1.0, m=3, bits=16, num_users=200, q=0.05, clip=1.0):
+    return capstone.distributed_plan(dim=dim, clip_norm=clip, noise_multiplier=z, num_users=num_users, q=q, bits=bits,
+                                     min_survivors=m)  # fmt: skip
+
+
+def _rounding_bound(plan, n):
+    # each phone's rounding moves its scaled rotated vector by < 1 per coordinate: L2 < sqrt(d'); / s back in units
+    return n * math.sqrt(plan.padded_dim) / plan.scale
+
+
+def test_distributed_round_without_noise_equals_the_central_round_up_to_rounding():
+    deltas = _deltas(9, seed=21, scale=0.6, shapes=((3, 3), (2,)))
+    plan = _plan(z=0.0)
+    cen = capstone.private_round(deltas, clip_norm=1.0, noise_multiplier=0.0, expected_clients=9.0, bits=32, rng=0,
+                                 secure=False)  # fmt: skip
+    dis = capstone.distributed_round(deltas, plan=plan, expected_clients=9.0, rng=3, secure=False)
+    assert dis.refusal is None and dis.included == cen.included and dis.noise == "distributed"
+    gap = np.linalg.norm(dis.server_view - cen.server_view)
+    assert gap <= _rounding_bound(plan, 9) + 9 * math.sqrt(11) * 2.0 ** -(cen.frac_bits + 1)
+    assert gap > 0  # the two really differ by the integer rounding
+    np.testing.assert_allclose(P.flatten(dis.average), dis.server_view / 9.0, rtol=1e-6, atol=1e-7)
+
+
+def test_distributed_run_without_noise_or_dropouts_tracks_the_central_run(health_clients):
+    clients, _ = health_clients
+    spec = models.logreg(8, 2)
+    kw = dict(rounds=3, seed=5, q=20 / len(clients), clip_norm=0.5, noise_multiplier=0.0, bits=16, secure=False)
+    wc, hc = capstone.run(spec, clients, **kw)
+    wd, hd = capstone.run(spec, clients, noise="distributed", min_survivors=2, **kw)
+    np.testing.assert_array_equal(hc.sampled, hd.sampled)
+    np.testing.assert_array_equal(hc.included, hd.included)
+    diff = np.abs(P.flatten(wc) - P.flatten(wd)).max()
+    assert diff < 5e-3 and diff > 0  # the rounding grid of the plan, compounded over 3 rounds of training
+    np.testing.assert_allclose(hd.server_views, hc.server_views, atol=20 * math.sqrt(32) / hd.plan.scale)
+    assert hd.plan.min_survivors == 2 and hd.coordinates == 32 and hd.bits == 16 and hd.wrap_rate == 0.0
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(2, 9), dim=st.integers(1, 40), bits=st.sampled_from([12, 16, 24]), seed=st.integers(0, 10_000),
+       clip=st.sampled_from([0.5, 2.0]))  # fmt: skip
+def test_property_decoded_sum_is_the_clipped_sum_within_the_rounding_bound(n, dim, bits, seed, clip):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)) * rng.uniform(0.1, 3.0)
+    plan = _plan(dim=dim, z=0.0, m=2, bits=bits, clip=clip)
+    out = capstone.distributed_round([[row] for row in x], plan=plan, expected_clients=1.0, rng=seed, secure=False)
+    want = D.clip_rows(x, clip_norm=clip).sum(axis=0)
+    assert out.refusal is None and out.wrapped == 0
+    assert np.linalg.norm(out.server_view - want) <= _rounding_bound(plan, n) + 1e-9
+
+
+def test_distributed_secure_and_plain_paths_agree_bit_for_bit():
+    deltas = _deltas(8, seed=8, scale=1.0)
+    plan = _plan(dim=8, z=1.0, m=3)
+    kw = dict(plan=plan, expected_clients=8.0, rng=4, dropouts={1: "share", 6: "unmask"})
+    a = capstone.distributed_round(deltas, protocol_rng=2, secure=True, **kw)
+    b = capstone.distributed_round(deltas, secure=False, **kw)
+    assert a.included == b.included == (0, 2, 3, 4, 5, 6, 7)  # 1 dropped before its input, 6 after it
+    np.testing.assert_array_equal(a.ring_sum, b.ring_sum)
+    np.testing.assert_array_equal(a.server_view, b.server_view)
+    np.testing.assert_array_equal(a.bytes_sent, b.bytes_sent)
+    assert a.wrapped == b.wrapped == 0 and a.frac_bits is None
+    # the phones send d' = 8 values of 16 bits, the masked vector is all the server gets of any one phone
+    assert b.bytes_sent[0] == capstone.protocol_bytes(num_clients=8, dim=8, bits=16, dropouts=kw["dropouts"])[0]
+
+
+def test_what_the_server_sees_is_noised():
+    deltas = _deltas(12, seed=9, scale=1.0)
+    plan = _plan(dim=8, z=2.0, m=4)
+    out = capstone.distributed_round(deltas, plan=plan, expected_clients=12.0, rng=1, secure=False)
+    exact = D.clip_rows(np.stack([P.flatten(d) for d in deltas]), clip_norm=1.0).sum(axis=0)
+    err = out.server_view - exact
+    # 11 other phones' shares, each of std z c / sqrt(m - 1): per coordinate std ~ z c sqrt(11 / 3) ~ 3.8
+    assert 2.0 < np.std(err) < 7.0
+    assert np.all(out.ring_sum < 2**16)
+
+
+def test_distributed_round_refuses_below_the_planned_survivors_and_releases_nothing():
+    deltas = _deltas(6, seed=2)
+    plan = _plan(dim=8, z=1.0, m=5)
+    kw = dict(plan=plan, expected_clients=6.0, rng=0, secure=False)
+    ok = capstone.distributed_round(deltas, dropouts={0: "masked_input"}, **kw)  # 5 in the sum: released
+    assert ok.refusal is None and len(ok.included) == 5
+    short = capstone.distributed_round(deltas, dropouts={0: "masked_input", 3: "share"}, **kw)  # 4 < 5
+    assert "min_survivors=5" in short.refusal and short.server_view is None and short.included == ()
+    assert short.ring_sum is None and short.wrapped is None and all(np.all(t == 0) for t in short.average)
+    late = capstone.distributed_round(deltas, dropouts={0: "unmask", 3: "unmask"}, **kw)  # inputs in: released
+    assert late.refusal is None and len(late.included) == 6
+    single = capstone.distributed_round(deltas[:1], **kw)
+    assert "at least 2" in single.refusal and all(np.all(t == 0) for t in single.average)
+
+
+def test_wrap_around_is_measured_against_the_unwrapped_sum():
+    deltas = [[np.full(8, 0.35, np.float32)] for _ in range(10)]  # aligned: the worst case for the ring
+    plan = _plan(dim=8, z=0.0, m=2, bits=12)
+    fine = capstone.distributed_round(deltas, plan=plan, expected_clients=10.0, rng=0, secure=False)
+    assert fine.wrapped == 0
+    narrow = dataclasses.replace(plan, bits=8)  # the ring shrunk under the plan's scale: the sum wraps
+    bad = capstone.distributed_round(deltas, plan=narrow, expected_clients=10.0, rng=0, secure=False)
+    assert bad.wrapped > 0
+    exact = D.clip_rows(np.full((10, 8), 0.35), clip_norm=1.0).sum(axis=0)
+    assert np.abs(bad.server_view - exact).max() > 1.0  # a wrapped coordinate decodes to garbage
+
+
+def test_flip_probability_distributed_equals_brute_force_enumeration():
+    import itertools
+
+    num_users, q, rate, m = 7, 0.45, 0.3, 3
+    others = num_users - 1
+    cats = ((1, 1, 1 - rate), (0, 1, rate / 4), (0, 0, 3 * rate / 4))  # (never drops, in the sum, probability)
+
+    def released(k, j, i):
+        return not capstone.refuses(k, j) and i >= m if k >= 2 else False
+
+    p = 0.0
+    for sampled in itertools.product([0, 1], repeat=others):
+        k = sum(sampled)
+        ps = q**k * (1 - q) ** (others - k)
+        for fate in itertools.product(range(3), repeat=k):
+            pf = math.prod(cats[f][2] for f in fate)
+            j, i = sum(cats[f][0] for f in fate), sum(cats[f][1] for f in fate)
+            for dj, di, pm in cats:
+                p += ps * pf * pm * (released(k, j, i) != released(k + 1, j + dj, i + di))
+    got = capstone.distributed_flip_probability(num_users=num_users, q=q, dropout_rate=rate, rounds=1, min_survivors=m)
+    assert got >= q * p - 1e-15
+    other = capstone.distributed_flip_probability(num_users=num_users + 1, q=q, dropout_rate=rate, rounds=1,
+                                                  min_survivors=m)  # fmt: skip
+    assert got == pytest.approx(q * p, rel=1e-9) or got <= other + 1e-15
+    # min_survivors = 1 adds no refusal: the distributed rule is then lesson 10's
+    lesson10 = capstone.refusal_flip_probability(num_users=40, q=0.2, dropout_rate=0.1, rounds=5)
+    one = capstone.distributed_flip_probability(num_users=40, q=0.2, dropout_rate=0.1, rounds=5, min_survivors=1)
+    assert one == pytest.approx(lesson10, rel=1e-9)
+
+
+def test_epsilon_vs_survivors_dropouts_eat_noise():
+    plan = capstone.distributed_plan(dim=18, clip_norm=0.5, noise_multiplier=1.4, num_users=1200, q=30 / 1200, bits=16,
+                                     min_survivors=7)  # fmt: skip
+    ks = np.arange(0, 30)
+    eps = capstone.epsilon_vs_survivors(ks, plan=plan, q=30 / 1200, rounds=200)
+    planned = D.epsilon(plan, q=30 / 1200, rounds=200, delta=1e-5)
+    assert eps[7] == planned and math.isfinite(planned)
+    assert np.all(np.diff(eps[1:]) < 0) and np.all(np.isinf(eps[:2]))  # more survivors, more noise, lower epsilon
+    assert eps[4] > 1.3 * planned and eps[20] < planned
+    # the run's epsilon adds the refusal term to the planned one
+    acct = dict(num_users=1200, q=30 / 1200, rounds=200, dropout_rate=0.05)
+    assert capstone.epsilon(noise_multiplier=1.4, noise="distributed", plan=plan, **acct) >= planned
+    # below the plan the protocol refuses rather than release that weaker guarantee
+    deltas = _deltas(6, seed=1, shapes=((8, 2), (2,)))
+    out = capstone.distributed_round(deltas, plan=plan, expected_clients=30.0, rng=0, secure=False)
+    assert out.refusal is not None and "min_survivors=7" in out.refusal
+
+
+def test_distributed_noise_multiplier_for_reaches_the_target():
+    acct = dict(num_users=1200, q=30 / 1200, rounds=200, dropout_rate=0.05)
+    shape = dict(dim=18, clip_norm=0.5, bits=16)
+    m = capstone.min_survivors_for(**acct)
+    assert m == 7  # the largest whose refusal term is at most delta / 10 at lesson 10's setting
+    z = capstone.noise_multiplier_for(epsilon=2.0, noise="distributed", **acct, **shape)
+    assert capstone.epsilon(noise_multiplier=z, noise="distributed", **acct, **shape) <= 2.0
+    assert capstone.epsilon(noise_multiplier=z * 0.999, noise="distributed", **acct, **shape) > 2.0
+    assert z > capstone.noise_multiplier_for(epsilon=2.0, **acct)  # Skellam, its rounding and the refusal term cost
+
+
+def test_distributed_run_records_bits_bytes_wraps_and_views(health_clients):
+    clients, test = health_clients
+    spec = models.logreg(8, 2)
+    w, h = capstone.run(spec, clients, rounds=6, seed=2, q=30 / len(clients), clip_norm=0.5, noise_multiplier=1.4,
+                        bits=16, dropout_rate=0.1, noise="distributed", test=test, eval_every=6)  # fmt: skip
+    m = capstone.min_survivors_for(num_users=len(clients), q=30 / len(clients), dropout_rate=0.1, rounds=6)
+    assert h.noise == "distributed" and h.plan.min_survivors == m
+    assert h.bits == 16 and h.coordinates == 32 and h.wrapped.shape == (6,) and h.wrap_rate == 0.0
+    assert h.server_views.shape == (6, 18) and np.all(np.isfinite(h.server_views[~h.refused]))
+    assert h.bytes_per_phone() == h.round_bytes.sum() / h.sampled.sum()
+    assert math.isfinite(h.epsilon()) and h.epsilon() == capstone.epsilon(
+        num_users=len(clients), q=30 / len(clients), noise_multiplier=1.4, rounds=6, dropout_rate=0.1,
+        noise="distributed", plan=h.plan)  # fmt: skip
+    planned = D.epsilon(h.plan, q=30 / len(clients), rounds=6, delta=1e-5)
+    np.testing.assert_array_equal(h.epsilon_vs_survivors([h.plan.min_survivors]), [planned])
+    assert h.epsilon() >= planned
+    assert 0.5 < h.test_accuracy[-1] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(bits=40), "bits=40"),
+        (dict(bits=8, num_users=100_000, q=0.5), "bits=8"),  # a ring too small for the cohort
+        (dict(min_survivors=80), "min_survivors=80"),  # above the planned cohort
+        (dict(min_survivors=1), "min_survivors=1"),
+        (dict(noise_multiplier=-1.0), "noise_multiplier=-1.0"),
+        (dict(clip_norm=0.0), "clip_norm"),
+    ],
+)
+def test_distributed_plan_errors_name_the_argument(kw, match):
+    args = dict(dim=18, clip_norm=0.5, noise_multiplier=1.0, num_users=1200, q=30 / 1200, bits=16, min_survivors=7)
+    with pytest.raises(ValueError, match=match):
+        capstone.distributed_plan(**{**args, **kw})
+
+
+def test_distributed_errors_name_the_argument(health_clients):
+    clients = health_clients[0][:40]
+    base = dict(rounds=1, seed=0, q=0.5, clip_norm=1.0, noise_multiplier=1.0)
+    spec = models.logreg(8, 2)
+    with pytest.raises(ValueError, match="noise='gaussian'"):
+        capstone.run(spec, clients, noise="gaussian", **base)
+    with pytest.raises(ValueError, match="min_survivors=3: only for noise='distributed'"):
+        capstone.run(spec, clients, min_survivors=3, **base)
+    with pytest.raises(ValueError, match="noise_multiplier=-1"):
+        capstone.run(spec, clients, noise="distributed", **{**base, "noise_multiplier": -1.0})
+    with pytest.raises(ValueError, match="min_survivors=99"):
+        capstone.run(spec, clients, noise="distributed", min_survivors=99, **base)
+    with pytest.raises(ValueError, match="dim=None"):
+        capstone.epsilon(num_users=100, q=0.1, noise_multiplier=1.0, rounds=3, dropout_rate=0.0, noise="distributed")
+    with pytest.raises(ValueError, match="dim=18: only for noise='distributed'"):
+        capstone.noise_multiplier_for(epsilon=2.0, num_users=100, q=0.1, rounds=3, dropout_rate=0.0, dim=18)
+    plan = _plan(dim=9)
+    with pytest.raises(ValueError, match="plan.dim is 9"):
+        capstone.distributed_round(_deltas(3, seed=0), plan=plan, expected_clients=3.0, rng=0)
+    with pytest.raises(ValueError, match="noise_multiplier=2.0: differs from plan.noise_multiplier"):
+        capstone.epsilon(num_users=200, q=0.05, noise_multiplier=2.0, rounds=3, dropout_rate=0.0, noise="distributed",
+                         plan=plan)  # fmt: skip
+    with pytest.raises(ValueError, match="survivors="):
+        capstone.epsilon_vs_survivors([0.5], plan=plan, q=0.05, rounds=3)
+    with pytest.raises(ValueError, match="epsilon_vs_survivors is for a run with noise='distributed'"):
+        z = np.zeros(2, np.int64)
+        capstone.CapstoneHistory(z, z, z.astype(bool), z, z * 1.0, z, 0.1, 1.0, z * 1.0).epsilon_vs_survivors([3])
+
+
+def test_central_and_distributed_runs_with_one_seed_never_share_protocol_keys(health_clients):
+    import warnings
+
+    clients, _ = health_clients
+    kw = dict(rounds=2, seed=4, q=20 / len(clients), clip_norm=0.5, noise_multiplier=1.0, bits=16, dropout_rate=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", secagg.KeyReuseWarning)
+        capstone.run(models.logreg(8, 2), clients, **kw)
+        capstone.run(models.logreg(8, 2), clients, noise="distributed", min_survivors=3, **kw)

@@ -396,3 +396,25 @@ def test_other_bad_input_gets_clear_errors():
         D.encode_client(np.array([np.nan] + [0.0] * 8), plan=plan, signs=signs, rng=0)
     with pytest.raises(ValueError, match=r"orders=.*integer Renyi orders >= 2"):
         D.skellam_rdp(l1=1.0, l2=1.0, variance=1.0, orders=[1.5])
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(2, 12), dim=st.integers(1, 300), bits=st.sampled_from([16, 20, 32]), seed=st.integers(0, 10_000))
+def test_property_decode_of_the_sum_is_within_the_rounding_bound_of_the_clipped_sum(n, dim, bits, seed):
+    # no noise: the only error is the phones' rounding, < 1 per rotated, scaled coordinate (L2 < sqrt(d') each)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)) * rng.uniform(0.01, 5.0)
+    plan = D.make_plan(dim=dim, clip_norm=1.0, noise_multiplier=0.0, cohort=n, min_survivors=2, bits=bits)
+    signs = D.rotation_signs(dim, rng=seed)
+    enc = D.encode_cohort(x, plan=plan, signs=signs, rngs=[seed + k for k in range(n)])
+    got = D.decode(D.modular_sum(enc, bits=bits), plan=plan, signs=signs, survivors=n)
+    want = D.clip_rows(x, clip_norm=1.0).sum(axis=0)
+    assert np.linalg.norm(got - want) <= n * math.sqrt(plan.padded_dim) / plan.scale + 1e-9
+
+
+def test_fast_hadamard_paths_agree_with_the_matrix():
+    from scipy.linalg import hadamard
+
+    for d in (64, 128, 2048):  # the matrix product, then H_16 plus butterflies
+        x = np.random.default_rng(d).standard_normal((3, d))
+        np.testing.assert_allclose(D.hadamard(x), x @ hadamard(d) / math.sqrt(d), atol=1e-10)

@@ -28,6 +28,24 @@ def test_import_fedlab_stays_free_of_flower():
     assert out.strip() == "False"
 
 
+def test_the_drawing_pad_depends_on_no_deployment_code(tmp_path):
+    """Issue 15.4: the pad saves its digits with fedlab.data; it never imports fedlab.flower, the workshop or flwr."""
+    import subprocess
+
+    code = (
+        "import sys\nfrom fedlab.widgets.digit_pad import DigitPad\n"
+        "pad = DigitPad()\npad._down(120, 40); pad._move(120, 200); pad._up(120, 200); pad.add(1)\n"
+        f"pad.save({str(tmp_path / 'd.npz')!r})\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'flwr' or m.startswith(('fedlab.flower', "
+        "'fedlab.workshop', 'fedlab.remote'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    x, y = data.load_digits_file(tmp_path / "d.npz")
+    assert x.shape == (1, 64) and y.tolist() == [1]
+
+
 # ---- records ---------------------------------------------------------------------------------------
 
 

@@ -214,6 +214,7 @@ def test_fedavg_across_owners_equals_the_plain_in_process_loop(federation, hospi
     params = models.init_params(SPEC, rng=0)
     new, records = remote.fedavg_round(sites, SPEC, params, round=0, seed=3, **SETTINGS)
     assert [r["status"] for r in records] == ["done"] * 3
+    assert remote.owner_error(sites[0], "update-r0") is None  # it ran cleanly
     assert [r["n"] for r in records] == [len(y) for _, y in hospitals]
     want = _local_round(hospitals, params, round=0, seed=3)
     for a, b in zip(new, want):
@@ -237,6 +238,23 @@ def test_a_rejecting_owner_sits_the_round_out(federation, hospitals):
     want = _local_round(hospitals, params, round=1, seed=4, take=(0, 2))
     for a, b in zip(new, want):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-7)
+
+
+@syft_test
+def test_a_round_whose_job_fails_at_an_owner_reports_its_error(federation):
+    """A failed update job is reported with its own error, not as a release check's "missing output"."""
+    sites, _ = federation
+    wrong = models.logreg(5, 2)  # the hospitals' records have 8 features: the job raises at the owner
+    params = models.init_params(wrong, rng=0)
+    new, records = remote.fedavg_round(sites[:1], wrong, params, round=9, seed=0, **SETTINGS)
+    (record,) = records
+    assert record["status"] == "failed" and record["delta"] is None
+    assert "failed at the owner" in record["reason"]
+    assert "ValueError: x has 8 features: the model takes in_features=5" in record["reason"]
+    assert "missing output" not in record["reason"] and "==" not in record["reason"]
+    assert remote.owner_error(sites[0], "update-r9") in record["reason"]
+    for a, b in zip(new, params):  # nobody took part: the model is unchanged
+        np.testing.assert_array_equal(a, b)
 
 
 @syft_test

@@ -501,3 +501,16 @@ def test_threshold_at_most_half_warns_about_a_lying_server():
     with warnings.catch_warnings():
         warnings.simplefilter("error", S.ThresholdWarning)
         S.Config(num_clients=10, threshold=6, dim=2)
+
+
+def test_run_round_on_encoded_ring_vectors_sums_them_mod_2_bits():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 2**12, size=(5, 7)).astype(S.ring_dtype(12))
+    cfg = S.Config(num_clients=5, threshold=3, dim=7, clip=1.0, frac_bits=0, bits=12)
+    res = S.run_round(x, config=cfg, rng=9, seeded_keys=True, dropouts={2: "share"}, encoded=True)
+    assert res.included == (0, 1, 3, 4)
+    np.testing.assert_array_equal(res.sum, x[[0, 1, 3, 4]].astype(np.int64).sum(0) % 2**12)
+    with pytest.raises(ValueError, match=r"inputs\[0\] has dtype float64"):
+        S.run_round(x.astype(float), config=cfg, rng=10, seeded_keys=True, encoded=True)
+    with pytest.raises(ValueError, match="encoded='yes'"):
+        S.run_round(x, config=cfg, rng=10, seeded_keys=True, encoded="yes")

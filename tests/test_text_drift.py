@@ -85,11 +85,11 @@ QUOTES: dict[str, list[Quote]] = {
               rf"overfitted [\d.]+ [\d.]+ [\d.]+ ± {_NUM} .*? well generalised [\d.]+ [\d.]+ [\d.]+ ± {_NUM}", 0.005,
               figures=lambda a, b: (min(a, b), max(a, b))),
         Quote(rf"even against the overfitted model it is close to {_NUM}%",
-              rf"overfitted [\d.]+ [\d.]+ [\d.]+ ± [\d.]+ [\d.]+ ± [\d.]+ {_NUM} ±", 0.5, figures=lambda t: (100 * t,)),
+              rf"overfitted [\d.]+ [\d.]+ [\d.]+ ± [\d.]+ [\d.]+ ± [\d.]+ (?:not measurable )?{_NUM} ±", 0.5, figures=lambda t: (100 * t,)),
         Quote(rf"Membership \(5 seeds\): AUC {_NUM} ± {_NUM} overfitted, {_NUM} ± {_NUM} generalised; advantage "
               rf"{_NUM} vs {_NUM}; TPR at 1% FPR ~{_NUM} for both",
-              rf"overfitted [\d.]+ [\d.]+ {_NUM} ± {_NUM} {_NUM} ± [\d.]+ {_NUM} ± [\d.]+ well generalised "
-              rf"[\d.]+ [\d.]+ {_NUM} ± {_NUM} {_NUM} ± [\d.]+ {_NUM} ±", 0.005,
+              rf"overfitted [\d.]+ [\d.]+ {_NUM} ± {_NUM} {_NUM} ± [\d.]+ (?:not measurable )?{_NUM} ± [\d.]+ "
+              rf"well generalised [\d.]+ [\d.]+ {_NUM} ± {_NUM} {_NUM} ± [\d.]+ (?:not measurable )?{_NUM} ±", 0.005,
               figures=lambda auc, sd, adv, tpr, auc2, sd2, adv2, tpr2: (auc, sd, auc2, sd2, adv, adv2, tpr)),
     ],
     "07_secure_aggregation.ipynb": [

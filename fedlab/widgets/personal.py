@@ -19,7 +19,6 @@ Okabe-Ito colours with distinct markers per group, and every number shown in a c
 
 from __future__ import annotations
 
-import io
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -146,18 +145,15 @@ class PersonalModel:
 
 
 def _figure(w, h):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from fedlab.plots import pixel_figure
 
-    fig = Figure(figsize=(w / DPI, h / DPI), dpi=DPI)
-    FigureCanvasAgg(fig)
-    return fig
+    return pixel_figure(w, h, dpi=DPI)
 
 
 def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return buf.getvalue()
+    from fedlab.plots import png_bytes
+
+    return png_bytes(fig, dpi=DPI)
 
 
 def render_scatter(model: PersonalModel, k: int, user: int) -> bytes:
