@@ -186,7 +186,7 @@ QUOTES: dict[str, list[Quote]] = {
               None),
         Quote(rf"\(16 bits, {_NUM} of {_NUM} users\): largest difference {_NUM}\.",
               rf"included {_NUM} of {_NUM} .*? largest difference from dp\.dp_aggregate: {_NUM}", 5e-7),
-        Quote(rf"mean absolute error in points, {_NUM} users; trained / all-zero model\): plain update {_NUM} / {_NUM}, "
+        Quote(rf"mean absolute error in points, {_NUM} users; trained / all-zero model;[^)]*\): plain update {_NUM} / {_NUM}, "
               rf"secure-aggregation sum {_NUM} / {_NUM}, released average {_NUM} / {_NUM}, guessing {_NUM}\. Feature "
               rf"profile: analytic attack {_NUM} / {_NUM} against {_NUM} for the population average",
               rf"share of poor nights of {_NUM} users: .*? plain update {_NUM} {_NUM} server view \(secagg sum\) {_NUM} "
@@ -210,6 +210,32 @@ QUOTES: dict[str, list[Quote]] = {
     "11_flower.ipynb": [
         Quote(rf"Flower {_NUM} is installed beside PySyft {_NUM} \(lesson 06\)",
               rf"flwr {_NUM}\.\d+ - in the course environment, beside syft {_NUM}\.\d+", 0),
+    ],
+    "13_distributed_dp.ipynb": [
+        Quote(rf"largest coordinate drops from {_NUM} to {_NUM} after rotation",
+              rf"before: largest coordinate {_NUM} of norm [\d.]+ after : largest coordinate {_NUM} of norm", None),
+        Quote(rf"2,000 conditional roundings: largest bias {_NUM}, largest norm {_NUM} under the bound {_NUM}\.",
+              rf"scaled norm [\d.]+; bound {_NUM} .*? largest \|mean of 2,000 roundings - y\|: {_NUM} \(unbiased\) "
+              rf"largest rounded norm: {_NUM} <= bound", None, figures=lambda bound, bias, norm: (bias, norm, bound)),
+        Quote(rf"The 30-phone round \({_NUM} bits, scale {_NUM}, \$\\mu\$ = {_NUM}\): noise on the decoded sum std {_NUM} over "
+              rf"300 rounds against the planned {_NUM}; {_NUM} wrapped coordinates of {_NUM}\.",
+              rf"plan: {_NUM} bits, scale {_NUM}, each phone's noise variance {_NUM}, .*? noise on the decoded sum over 300 "
+              rf"rounds: std {_NUM}; planned z S sqrt\(30 / 23\) = {_NUM} .*? wrap-around: {_NUM} of {_NUM} coordinates",
+              None),
+        Quote(rf"\$z\$ = {_NUM} central, {_NUM} distributed for \$\\varepsilon = 2\$; epsilon with 45 / 24 / 16 / 8 "
+              rf"survivors {_NUM} / {_NUM} / {_NUM} / {_NUM}\.",
+              rf"noise multiplier for epsilon 2 over 200 rounds: central {_NUM}, distributed {_NUM} "
+              + "".join(rf".*?(?<![\d.]){n} survivors: epsilon {_NUM}" for n in (45, 24, 16, 8)), None),
+        Quote(rf"the lie splits \{{{_NUM}, {_NUM}, {_NUM}, {_NUM}\}} / \{{{_NUM}, {_NUM}, {_NUM}, {_NUM}\}}; phone {_NUM} is asked "
+              rf"twice",
+              rf"told 'phone 2 dropped': \[{_NUM}, {_NUM}, {_NUM}, {_NUM}\]; told 'phone 2 survived': \[{_NUM}, {_NUM}, "
+              rf"{_NUM}, {_NUM}\]; asked twice: \[{_NUM}\]", 0),
+        Quote(rf"the consistency round costs a phone {_NUM} bytes up and {_NUM} down",
+              rf"the consistency round costs each phone {_NUM} bytes up .*?, {_NUM} bytes down", 0),
+        Quote(rf"the real phone keeps {_NUM} % of the planned variance \(\$z\$ {_NUM} → {_NUM}\), epsilon {_NUM} →",
+              rf"the real phone keeps only its own noise share, {_NUM}% of the planned variance noise multiplier {_NUM} -> "
+              rf"{_NUM}; epsilon {_NUM} ->", None),
+        Quote(rf"epsilon [\d.]+ → about {_NUM} with no sampling", rf"; epsilon [\d.]+ -> {_NUM} \(no amplification", 100),
     ],
     "12_personal.ipynb": [
         Quote(rf"global model mean user {_NUM}, 10th-percentile user {_NUM};",
@@ -518,6 +544,16 @@ TIMINGS: dict[str, list[Timing]] = {
         Timing(rf"the widget's first move to a new k takes about {_NUM} s", "README.md",
                rf"personal_explorer\.py` \|.*?\({_NUM} s for a new k\)"),
         Timing(rf"later moves {_NUM} s\.", "README.md", rf"personal_explorer\.py` \|.*?\| median {_NUM} s,"),
+    ],
+    "13_distributed_dp.ipynb": [
+        _run(rf"Running every cell takes about {_NUM} seconds on a 2-core laptop CPU \(measured with nbclient on a "
+             rf"shared 2-core machine: {_NUM}-{_NUM} s; {_NUM} s once on a busy machine\)"),
+        _run(rf"the notebook runs in {_NUM}-{_NUM} s with nbclient \({_NUM} s once when the machine was busy; {_NUM} s "
+             rf"of \"run all\" in JupyterLab"),
+        _printed(rf"the two 200-round runs of section 4 take {_NUM}-{_NUM} s each",
+                 rf": z = [\d.]+, 200 rounds in {_NUM} s .*?: z = [\d.]+, 200 rounds in {_NUM} s"),
+        _printed(rf"the three-round check with the real protocol {_NUM}-{_NUM} s\.",
+                 rf"with its plain equivalent: identical models: \S+ \({_NUM} s\)"),
     ],
 }
 """Per solution notebook, the wall times its markdown states with digits and the measured run behind each.
