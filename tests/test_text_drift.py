@@ -226,6 +226,15 @@ QUOTES: dict[str, list[Quote]] = {
               rf"survivors {_NUM} / {_NUM} / {_NUM} / {_NUM}\.",
               rf"noise multiplier for epsilon 2 over 200 rounds: central {_NUM}, distributed {_NUM} "
               + "".join(rf".*?(?<![\d.]){n} survivors: epsilon {_NUM}" for n in (45, 24, 16, 8)), None),
+        Quote(rf"central \$z\$ = {_NUM}, accuracy {_NUM}; distributed \$z\$ = {_NUM}, ring sized for {_NUM} phones "
+              rf"\(`capstone\.cohort_cap`\), `min_survivors` {_NUM} \(`capstone\.min_survivors_for`\), accuracy {_NUM}; "
+              rf"{_NUM} vs {_NUM} protocol bytes per phone a round \(masked vector {_NUM} vs {_NUM} bytes\); no wrapped "
+              rf"coordinate, no refused round",
+              rf"central: z = {_NUM}, .*? distributed: z = {_NUM}, .*? ring sized for {_NUM} phones, min_survivors {_NUM}, "
+              rf".*? test accuracy {_NUM} {_NUM} .*? masked vector per phone \(bytes\) {_NUM} {_NUM} all protocol bytes "
+              rf"per phone a round {_NUM} {_NUM} wrap-around rate \(coordinates\) - \(fixed point, no wrap\) 0\.0e\+00 "
+              rf"refused rounds 0 0 ", None,
+              figures=lambda zc, zd, cap, m, ac, ad, vc, vd, bc, bd: (zc, ac, zd, cap, m, ad, bc, bd, vc, vd)),
         Quote(rf"the lie splits \{{{_NUM}, {_NUM}, {_NUM}, {_NUM}\}} / \{{{_NUM}, {_NUM}, {_NUM}, {_NUM}\}}; phone {_NUM} is asked "
               rf"twice",
               rf"told 'phone 2 dropped': \[{_NUM}, {_NUM}, {_NUM}, {_NUM}\]; told 'phone 2 survived': \[{_NUM}, {_NUM}, "
