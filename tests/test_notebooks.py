@@ -18,6 +18,7 @@ kernels at once share the two cores instead of oversubscribing them.
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,11 @@ def test_solution_notebook_runs_without_errors(path, tmp_root):
     nb = execute(path, allow_errors=False, tmp_root=tmp_root, label=label)
     assert not errors_of(nb)
     drifted = drift(nb, QUOTES.get(path.name, ()))  # the figures the markdown quotes, read back from the outputs
-    drifted += wall_time_drift(nb, TIMINGS.get(path.name, ()), seconds=TIMES[label])  # and its typed run times
+    # Typed run times are compared with this run's wall time, but only as a warning: the project keeps timing
+    # out of pass/fail (a loaded CI machine is not a wrong lesson); the static rule that every typed time names
+    # its measured run is tests/test_text_drift.py's, and the figures come from benchmarks/readme_timings.py.
+    for slow in wall_time_drift(nb, TIMINGS.get(path.name, ()), seconds=TIMES[label]):
+        warnings.warn(f"{path.name}: {slow}", stacklevel=1)
     assert not drifted, f"{path.name}: the text quotes figures its outputs no longer give:\n" + "\n".join(drifted)
 
 
