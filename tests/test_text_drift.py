@@ -174,14 +174,18 @@ QUOTES: dict[str, list[Quote]] = {
               rf"\(the sampled Gaussian alone: {_NUM}\)",
               rf"z = {_NUM} gives epsilon [\d.]+ at total delta 1e-05 \(the sampled Gaussian alone: {_NUM}\)", 0.0005),
         Quote(rf"accuracy {_NUM} \(always 'good night' {_NUM}\); groups low / medium / high {_NUM} / {_NUM} / {_NUM}; "
-              rf"membership AUC {_NUM}; about {_NUM} bytes of raw days per user",
+              rf"about {_NUM} bytes of raw days per user",
               rf"centralized baseline in [\d.]+ s: accuracy {_NUM} \(always 'good night': {_NUM}\); per group low {_NUM}, "
-              rf"medium {_NUM}, high {_NUM} membership AUC {_NUM}; each user uploaded about {_NUM} bytes of raw days", None),
+              rf"medium {_NUM}, high {_NUM} each user uploaded about {_NUM} bytes of raw days", None),
         Quote(rf"{_NUM} users sampled and {_NUM} in the sum a round, no refused round",
               rf"users a round: {_NUM} sampled, {_NUM} in the sum; refused rounds: 0(?![\d.])", None),
-        Quote(rf"accuracy {_NUM}, groups {_NUM} / {_NUM} / {_NUM}; membership AUC {_NUM};",
+        Quote(rf"accuracy {_NUM}, groups {_NUM} / {_NUM} / {_NUM};",
               rf"test accuracy, all users [\d.]+ {_NUM} activity group 'low' [\d.]+ {_NUM} activity group 'medium' [\d.]+ "
-              rf"{_NUM} activity group 'high' [\d.]+ {_NUM} .*? membership AUC \(0\.5 = guessing\) [\d.]+ {_NUM}", None),
+              rf"{_NUM} activity group 'high' [\d.]+ {_NUM}", None),
+        Quote(rf"baseline AUC {_NUM}, TPR {_NUM} % at 0\.1 % FPR and {_NUM} % at 1 % FPR; capstone AUC {_NUM}, {_NUM} % and "
+              rf"{_NUM} %, against the DP bound {_NUM} % and {_NUM} %",
+              rf"centralized, no DP \(lesson 01\) {_NUM} {_NUM}% {_NUM}% capstone, epsilon [\d.]+ {_NUM} {_NUM}% {_NUM}% "
+              rf"DP bound e\^eps FPR \+ delta <= {_NUM}% <= {_NUM}%", None),
         Quote(rf"{_NUM} bytes per user on average \(busiest user {_NUM}\)", rf"{_NUM} bytes per user \(busiest user: {_NUM}\)",
               None),
         Quote(rf"\(16 bits, {_NUM} of {_NUM} users\): largest difference {_NUM}\.",
