@@ -18,7 +18,8 @@ import re
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-ROW = re.compile(r"^\| (\d\d) \| `(\w+)` \| ([^|]+) \| ([^|]+) \|$")
+ROW = re.compile(r"^\| (\d\d) \| `(\w+)`([^|]*) \| ([^|]+) \| ([^|]+) \|$")
+"""A lesson row: number, notebook, what follows its name (" (advanced track)"), working time, "runs in"."""
 
 
 def regenerate(text: str, times: dict[str, float], *, day: str) -> tuple[str, dict[str, float]]:
@@ -29,7 +30,7 @@ def regenerate(text: str, times: dict[str, float], *, day: str) -> tuple[str, di
         seconds = times.get(f"solutions/{m.group(2)}.ipynb") if m else None
         if seconds is not None:
             used[m.group(2)] = seconds
-            line = f"| {m.group(1)} | `{m.group(2)}` | {m.group(3)} | ~{seconds:.0f} s (measured {day}) |"
+            line = f"| {m.group(1)} | `{m.group(2)}`{m.group(3)} | {m.group(4)} | ~{seconds:.0f} s (measured {day}) |"
         out.append(line)
     return "\n".join(out) + ("\n" if text.endswith("\n") else ""), used
 

@@ -107,7 +107,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fedlab import attacks, dp, fedavg, models, secagg, seeding, validate
+from fedlab import attacks, dp, fedavg, metrics, models, secagg, seeding, validate
 from fedlab import distributed_dp as ddp
 from fedlab import engine as batched
 from fedlab import params as P
@@ -1281,8 +1281,79 @@ def mean_probs_outside(spec: models.ModelSpec, params, x, user, *, exclude) -> n
         return torch.softmax(logits, dim=1).mean(0).numpy()
 
 
+def _user_mean_loss(spec, params, part, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(user ids, mean loss of each user's days)`` of one ``(x, y, user)`` part."""
+    if not isinstance(part, (tuple, list)) or len(part) != 3:
+        raise ValueError(f"{name} must be a tuple (x, y, user): the days, their labels and each day's user id")
+    x, y, user = part
+    user = validate.array(f"{name}'s user", user, ndim=1, dtype_kind="iu")
+    if user.size == 0:
+        raise ValueError(f"{name} has no days: a membership test needs users on both sides")
+    losses = attacks.per_example_loss(spec, params, x, y)
+    if user.shape[0] != losses.shape[0]:
+        raise ValueError(f"{name} has {losses.shape[0]} days but {user.shape[0]} user ids: they must match")
+    ids, inverse = np.unique(user, return_inverse=True)
+    return ids, np.bincount(inverse, weights=losses) / np.bincount(inverse)
+
+
+def user_membership(
+    spec: models.ModelSpec, params, members: tuple, nonmembers: tuple, *, low_fprs=metrics.LOW_FPRS
+) -> attacks.MembershipResult:
+    """User-level membership inference: was this *person* in the federation? (issue 16.3).
+
+    A user-level epsilon (lesson 10) bounds what the model reveals about whether one **user** took part, so the
+    attack that stands beside it must ask exactly that. The score of a user is the **mean** of the model's
+    cross-entropy over that user's days (lesson 05's loss-threshold attack,
+    :func:`fedlab.attacks.loss_threshold_attack`, applied to users instead of days: a low mean loss says "member").
+    The mean, not the sum or the minimum, so a user's score does not grow with how many days they recorded; every
+    threshold is tried, as in lesson 05.
+
+    Members are the users whose days trained the model; non-members are **other users** of the same population
+    who never took part (e.g. :func:`fedlab.data.held_out_health`), never the members' own later days: those
+    share the user's baseline with the training days, so a day-level test between them measures whether the
+    model remembers *days*, not whether it learnt from a *person*. Give non-members the same kind of days
+    members trained on (e.g. the ``split_by_time`` training part of the held-out users), so that only membership
+    differs between the two groups.
+
+    Parameters
+    ----------
+    spec, params
+        The model under attack.
+    members, nonmembers
+        ``(x, y, user)``: days, labels and each day's user id. No user id may be on both sides.
+    low_fprs
+        The false-positive rates of :attr:`fedlab.attacks.MembershipResult.tpr_at` (default 0.1 % and 1 %). A
+        rate below ``1 / (number of non-member users)`` cannot be measured and is reported as ``nan``
+        (:func:`fedlab.metrics.low_fpr_report`).
+
+    Returns
+    -------
+    fedlab.attacks.MembershipResult
+        Over users: ``num_members`` and ``num_nonmembers`` count users, not days.
+
+    Raises
+    ------
+    ValueError
+        If a part is not ``(x, y, user)`` with matching lengths, is empty, or a user id is both a member and a
+        non-member.
+
+    """
+    member_ids, member_scores = _user_mean_loss(spec, params, members, "members")
+    other_ids, other_scores = _user_mean_loss(spec, params, nonmembers, "nonmembers")
+    shared = np.intersect1d(member_ids, other_ids)
+    if shared.size:
+        raise ValueError(
+            f"nonmembers shares {shared.size} user ids with members (e.g. {shared[:3].tolist()}): a user-level test "
+            "needs non-members who are other users, not the members' own held-out days"
+        )
+    return attacks.loss_threshold_attack(member_scores, other_scores, low_fprs=low_fprs)
+
+
 def membership_auc(spec: models.ModelSpec, params, members: tuple, nonmembers: tuple) -> float:
-    """ROC AUC of lesson 05's loss-threshold membership attack (:func:`fedlab.attacks.loss_threshold_attack`)."""
+    """ROC AUC of lesson 05's loss-threshold attack on **days** (:func:`fedlab.attacks.loss_threshold_attack`).
+
+    Day-level: it does not stand beside a user-level epsilon (lesson 10 uses :func:`user_membership`).
+    """
     lm = attacks.per_example_loss(spec, params, *members)
     ln = attacks.per_example_loss(spec, params, *nonmembers)
     return float(attacks.loss_threshold_attack(lm, ln).auc)
@@ -1309,4 +1380,5 @@ __all__ = [
     "protocol_bytes",
     "run",
     "threshold_for",
+    "user_membership",
 ]

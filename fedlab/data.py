@@ -380,21 +380,23 @@ def save_digits_file(path: str | os.PathLike, x, y) -> Path:
     return p
 
 
+def _health_arrays(features, weekday, age_group, y, user, group, day, standardize: bool) -> dict[str, np.ndarray]:
+    """The arrays of a health :class:`Dataset` from the generator's columns (``features``: ``[n, 6]`` raw)."""
+    weekend = (np.asarray(weekday) >= 5).astype(np.float64)
+    x = np.column_stack([np.asarray(features, dtype=np.float64), weekend, np.asarray(age_group, dtype=np.float64)])
+    if standardize:
+        x = (x - np.asarray(HEALTH_CENTER)) / np.asarray(HEALTH_SCALE)
+    out = {"x": x.astype(np.float32), "y": y, "user": user, "group": group, "day": day}
+    out.update({k: np.asarray(out[k]).astype(np.int64) for k in ("y", "user", "group", "day")})
+    return {k: _read_only(v) for k, v in out.items()}
+
+
 def _parse_health(raw: bytes, standardize: bool) -> dict[str, np.ndarray]:
     table = np.loadtxt(io.StringIO(raw.decode("ascii")), delimiter=",", skiprows=1, dtype=np.float64)
     col = {name: table[:, i] for i, name in enumerate(health.COLUMNS)}
-    weekend = (col["weekday"] >= 5).astype(np.float64)
-    x = np.column_stack([*(col[f] for f in health.FEATURES), weekend, col["age_group"]])
-    if standardize:
-        x = (x - np.asarray(HEALTH_CENTER)) / np.asarray(HEALTH_SCALE)
-    out = {
-        "x": x.astype(np.float32),
-        "y": col[health.TARGET].astype(np.int64),
-        "user": col["user"].astype(np.int64),
-        "group": col["activity_group"].astype(np.int64),
-        "day": col["day"].astype(np.int64),
-    }
-    return {k: _read_only(v) for k, v in out.items()}
+    features = np.column_stack([col[f] for f in health.FEATURES])
+    return _health_arrays(features, col["weekday"], col["age_group"], col[health.TARGET], col["user"],
+                          col["activity_group"], col["day"], standardize)  # fmt: skip
 
 
 def load_health(*, standardize: bool = True) -> Dataset:
@@ -440,6 +442,65 @@ def load_health(*, standardize: bool = True) -> Dataset:
 # ----------------------------------------------------------------------------
 # Splits
 # ----------------------------------------------------------------------------
+
+
+HEALTH_NUM_USERS = 1200
+"""Users in the shipped ``health.csv`` (ids ``0 .. 1199``)."""
+
+HELD_OUT_SEED = 2025
+"""The generator seed of :func:`held_out_health` (the shipped file uses 2024)."""
+
+
+def held_out_health(num_users: int = 10_000, *, seed: int = HELD_OUT_SEED, standardize: bool = True) -> Dataset:
+    """Fresh users of the health app's population who are in no training set: whole-user non-members.
+
+    A user-level membership test (lesson 10, issue 16.3) needs non-members who are *other people* from the same
+    population, not the members' own later days. ``health.csv`` holds 1,200 users, and a federation trains on all
+    of them, so the non-members are drawn here from the same generative model (:func:`fedlab.health.generate`)
+    with another seed: every user is an independent draw of that model, so these users and the shipped ones are
+    one population, and none of them is in ``health.csv``. Their ids start at :data:`HEALTH_NUM_USERS` (1200),
+    so they never collide with a shipped user's id. Nothing is read from or written to disk; 10,000 users (about
+    465,000 days) take about 2 s.
+
+    Parameters
+    ----------
+    num_users
+        How many held-out users (positive int). 10,000 makes a false-positive rate of 0.1 % measurable
+        (10 users), as Carlini et al. (2022) ask.
+    seed
+        The generator's int seed; must not be the shipped file's 2024 (those are the members).
+    standardize
+        As in :func:`load_health`: the fixed :data:`HEALTH_CENTER` / :data:`HEALTH_SCALE` if true, raw units if false.
+
+    Returns
+    -------
+    Dataset
+        As :func:`load_health`: columns :data:`HEALTH_FEATURES`, ``user`` in
+        ``1200 .. 1200 + num_users - 1``, ``day``, ``group``; a user's rows together and in day order.
+
+    Raises
+    ------
+    ValueError
+        If ``num_users`` is not a positive int, ``seed`` is not an int or is 2024, or ``standardize`` is not a bool.
+
+    """
+    num_users = validate.positive_int("num_users", num_users)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed={seed!r}: must be an int (the generator's seed)")
+    if int(seed) == 2024:
+        raise ValueError("seed=2024 is the shipped health.csv's seed: those users are the members; use another seed")
+    if not isinstance(standardize, (bool, np.bool_)):
+        raise ValueError(f"standardize={standardize!r}: must be True or False")
+    gen = health.generate(num_users=num_users, seed=int(seed))
+    arrays = _health_arrays(gen.x, gen.weekday, gen.age_group, gen.y, gen.user + HEALTH_NUM_USERS,
+                            gen.activity_group, gen.day, bool(standardize))  # fmt: skip
+    return Dataset(
+        name="health-held-out",
+        feature_names=HEALTH_FEATURES,
+        num_classes=2,
+        group_names=health.ACTIVITY_GROUPS,
+        **arrays,
+    )
 
 
 def subset(ds: Dataset, index: np.ndarray) -> Dataset:

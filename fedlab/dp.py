@@ -509,6 +509,53 @@ def epsilon(
     return _epsilon(q, noise_multiplier, steps, delta, orders, sampling)
 
 
+def tpr_bound(fpr, *, epsilon: float, delta: float):
+    """The highest true-positive rate a membership test can have at false-positive rate ``fpr`` under (eps, delta)-DP.
+
+    A DP guarantee is a limit on hypothesis tests (Kairouz, Oh and Viswanath 2015; Wasserman and Zhou 2010):
+    for a test that tells "this user's data was in" from "it was not", at the level the guarantee protects,
+    ``TPR <= e^epsilon FPR + delta`` and, from the other side, ``TPR <= 1 - e^-epsilon (1 - delta - FPR)``; the
+    bound is the smaller of the two, and at most 1. At the low false-positive rates membership attacks are
+    judged at (Carlini et al. 2022) the first one binds: at epsilon 2 and delta 1e-5 no attack can reach more
+    than 7.4 % TPR at 1 % FPR, or 0.74 % at 0.1 %. An attack measured above it means the guarantee (or its
+    accounting) does not hold; measured below it, it proves nothing by itself.
+
+    Parameters
+    ----------
+    fpr
+        A false-positive rate in [0, 1], or an array of them.
+    epsilon
+        The guarantee's epsilon, >= 0 (``inf`` gives 1).
+    delta
+        The guarantee's delta, in [0, 1).
+
+    Returns
+    -------
+    float or np.ndarray
+        The bound, with the shape of ``fpr``.
+
+    Examples
+    --------
+    >>> round(tpr_bound(0.01, epsilon=2.0, delta=1e-5), 4)
+    0.0739
+
+    """
+    eps = _real("epsilon", epsilon, "must be a number >= 0 (inf: no guarantee)")
+    if not eps >= 0:
+        raise ValueError(f"epsilon={epsilon!r}: must be a number >= 0 (inf: no guarantee)")
+    d = _real("delta", delta, "must be a number in [0, 1)")
+    if not 0 <= d < 1:
+        raise ValueError(f"delta={delta!r}: must be a number in [0, 1)")
+    f = np.asarray(fpr, dtype=np.float64)
+    if f.size == 0 or not np.all((f >= 0) & (f <= 1)):
+        raise ValueError(f"fpr={fpr!r}: must be false-positive rates in [0, 1]")
+    if math.isinf(eps):
+        out = np.ones_like(f)
+    else:
+        out = np.minimum.reduce([math.exp(eps) * f + d, 1.0 - math.exp(-eps) * (1.0 - d - f), np.ones_like(f)])
+    return float(out) if out.ndim == 0 else out
+
+
 def _epsilon(q, noise_multiplier, steps, delta, orders, sampling="poisson") -> float:
     delta = _check_delta(delta)
     rdp = compute_rdp_for(sampling=sampling, q=q, noise_multiplier=noise_multiplier, steps=steps, orders=orders)
@@ -1109,4 +1156,5 @@ __all__ = [
     "poisson_sample",
     "rdp_to_epsilon",
     "run",
+    "tpr_bound",
 ]

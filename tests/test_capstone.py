@@ -614,3 +614,117 @@ def test_central_and_distributed_runs_with_one_seed_never_share_protocol_keys(he
         warnings.simplefilter("error", secagg.KeyReuseWarning)
         capstone.run(models.logreg(8, 2), clients, **kw)
         capstone.run(models.logreg(8, 2), clients, noise="distributed", min_survivors=3, **kw)
+
+
+# ---- user-level membership (issue 16.3) ------------------------------------------------------------
+
+
+def _memorising_model(num_users, members, *, days=6, seed=0):
+    """A logistic regression on one-hot user ids that has memorised each member's label (weight +-6 on its column).
+
+    Every user's days all carry that user's label, so the model has learnt *people*, not days: its loss is low on
+    every day of a member (trained or later) and log 2 on a user it never saw.
+    """
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 2, num_users)
+    spec = models.logreg(num_users, 2)
+    w = np.zeros((2, num_users), np.float32)
+    w[label[members], members] = 6.0
+    user = np.repeat(np.arange(num_users), days)
+    x = np.eye(num_users, dtype=np.float32)[user]
+    return spec, [w, np.zeros(2, np.float32)], x, label[user].astype(np.int64), user
+
+
+def test_user_membership_known_answer_a_model_that_memorises_its_members():
+    members = np.arange(200)
+    spec, params, x, y, user = _memorising_model(1200, members)
+    inside = np.isin(user, members)
+    res = capstone.user_membership(spec, params, (x[inside], y[inside], user[inside]),
+                                   (x[~inside], y[~inside], user[~inside]))  # fmt: skip
+    assert (res.num_members, res.num_nonmembers) == (200, 1000)  # users, not days
+    assert res.auc == 1.0 and res.tpr_at == {0.001: 1.0, 0.01: 1.0}
+    # and a model that learnt nothing gives guessing
+    flat = [np.zeros_like(p) for p in params]
+    res0 = capstone.user_membership(
+        spec, flat, (x[inside], y[inside], user[inside]), (x[~inside], y[~inside], user[~inside])
+    )
+    assert res0.auc == 0.5 and res0.tpr_at[0.01] == 0.0
+
+
+def test_user_score_is_the_mean_loss_of_the_users_days():
+    spec = models.logreg(1, 2)
+    params = [np.array([[0.0], [1.0]], np.float32), np.zeros(2, np.float32)]
+    x = np.array([[0.0], [2.0], [-1.0], [1.0], [3.0]], np.float32)
+    y = np.ones(5, np.int64)
+    # losses softplus(-x): user 7 has days 0 and 2.0 -> mean; users 8 and 9 one day each
+    loss = np.log1p(np.exp(-x[:, 0].astype(np.float64)))
+    res = capstone.user_membership(spec, params, (x[:2], y[:2], np.array([7, 7])), (x[2:], y[2:], np.array([8, 9, 9])))
+    member, others = loss[:2].mean(), [loss[2], loss[3:].mean()]
+    assert res.auc == pytest.approx(np.mean([member < o for o in others]))  # a lower mean loss says "member"
+    assert (res.num_members, res.num_nonmembers) == (1, 2)
+
+
+def test_the_day_level_test_misses_a_model_that_memorised_people():
+    """The old lesson-10 test (a user's training days against the same user's later days) sees nothing here,
+    and the user-level test refuses that split: the later days of members are not non-members."""
+    members = np.arange(600)
+    spec, params, x, y, user = _memorising_model(1200, members, days=10)
+    day = np.tile(np.arange(10), 1200)
+    trained, later = np.isin(user, members) & (day < 8), np.isin(user, members) & (day >= 8)
+    day_level = capstone.membership_auc(spec, params, (x[trained], y[trained]), (x[later], y[later]))
+    assert day_level == 0.5  # the model memorised people, so their later days look just like their trained ones
+    others = ~np.isin(user, members) & (day < 8)
+    assert capstone.user_membership(spec, params, (x[trained], y[trained], user[trained]),
+                                    (x[others], y[others], user[others])).auc == 1.0  # fmt: skip
+    with pytest.raises(ValueError, match="shares 600 user ids with members"):
+        capstone.user_membership(
+            spec, params, (x[trained], y[trained], user[trained]), (x[later], y[later], user[later])
+        )
+
+
+def test_held_out_users_are_other_people_than_the_federations():
+    shipped = data.load_health()
+    held = data.held_out_health(500)
+    assert np.intersect1d(np.unique(shipped.user), np.unique(held.user)).size == 0
+    assert held.user.min() == data.HEALTH_NUM_USERS == shipped.user.max() + 1
+
+
+@pytest.mark.parametrize(
+    "members,nonmembers,match",
+    [
+        ((np.zeros((2, 8), np.float32), np.zeros(2, np.int64)), None, r"members must be a tuple \(x, y, user\)"),
+        ((np.zeros((2, 8), np.float32), np.zeros(2, np.int64), np.zeros(3, np.int64)), None, "2 days but 3 user ids"),
+        ((np.zeros((0, 8), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)), None, "members has no days"),
+    ],
+)
+def test_user_membership_errors_name_the_argument(members, nonmembers, match):
+    ok = (np.zeros((2, 8), np.float32), np.zeros(2, np.int64), np.array([5, 6]))
+    with pytest.raises(ValueError, match=match):
+        capstone.user_membership(models.logreg(8, 2), models.init_params(models.logreg(8, 2), rng=0), members,
+                                 ok if nonmembers is None else nonmembers)  # fmt: skip
+
+
+def test_user_membership_on_a_dp_run_respects_the_dp_bound(health_clients):
+    """Lesson 10's DP run (epsilon 2, 200 rounds, 30 a round) against 10,000 held-out users: the measured TPR at
+    0.1 % and 1 % FPR is below e^eps FPR + delta; the memorising model above breaks the same bound."""
+    clients, _ = health_clients
+    spec, n = models.logreg(8, 2), len(clients)
+    q = 30 / n
+    z = capstone.noise_multiplier_for(epsilon=2.0, num_users=n, q=q, rounds=200, dropout_rate=0.05)
+    w, hist = capstone.run(spec, clients, rounds=200, seed=0, q=q, clip_norm=0.5, noise_multiplier=z, bits=16,
+                           dropout_rate=0.05, secure=False)  # fmt: skip
+    eps = hist.epsilon(delta=capstone.DELTA)
+    assert eps == pytest.approx(2.0, abs=1e-3)
+    tr, _ = data.split_by_time(data.load_health(), test_fraction=0.2)
+    held, _ = data.split_by_time(data.held_out_health(), test_fraction=0.2)
+    res = capstone.user_membership(spec, w, (tr.x, tr.y, tr.user), (held.x, held.y, held.user))
+    assert (res.num_members, res.num_nonmembers) == (1200, 10_000) and res.smallest_fpr == 1e-4
+    for fpr, tpr in res.tpr_at.items():
+        assert np.isfinite(tpr) and tpr <= dp.tpr_bound(fpr, epsilon=eps, delta=capstone.DELTA)
+    members = np.arange(200)
+    mspec, params, x, y, user = _memorising_model(1200, members)
+    inside = np.isin(user, members)
+    leak = capstone.user_membership(
+        mspec, params, (x[inside], y[inside], user[inside]), (x[~inside], y[~inside], user[~inside])
+    )
+    assert leak.tpr_at[0.001] > dp.tpr_bound(0.001, epsilon=eps, delta=capstone.DELTA)  # the check can fail

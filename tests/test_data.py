@@ -373,3 +373,43 @@ def test_read_grid_checks_the_shipped_file_and_says_how_to_restore_it(tmp_path, 
         data.read_grid("x.json", **kw)
     assert data.read_grid("x.json", **kw, check_sha256=False) == b"[1, 3]"
     assert data.read_grid("x.json", tmp_path / "x.json", **kw) == b"[1, 3]"  # an explicit path is not the shipped file
+
+
+# ---- held-out users (issue 16.3) --------------------------------------------------------------------
+
+
+def test_held_out_health_is_seeded_disjoint_and_from_the_same_population():
+    a, b = data.held_out_health(2000), data.held_out_health(2000)
+    np.testing.assert_array_equal(a.x, b.x)
+    shipped = data.load_health()
+    assert not np.isin(a.user, shipped.user).any() and a.user.min() == data.HEALTH_NUM_USERS
+    assert a.feature_names == shipped.feature_names and a.x.dtype == np.float32
+    # the generator's other seed is the same population: base rate and feature means within sampling error
+    assert abs(a.y.mean() - shipped.y.mean()) < 0.02
+    np.testing.assert_allclose(a.x.mean(0), shipped.x.mean(0), atol=0.08)
+    # the weekend column is 0/1 and the age group 0..2, in raw units
+    raw = data.held_out_health(1200, seed=2025, standardize=False)
+    assert raw.x[:, 6].max() == 1.0 and set(np.unique(raw.x[:, 7])) <= {0.0, 1.0, 2.0}
+
+
+def test_held_out_health_matches_the_loaders_columns():
+    gen = health.generate(num_users=1200, seed=2024)
+    arrays = data._health_arrays(gen.x, gen.weekday, gen.age_group, gen.y, gen.user, gen.activity_group, gen.day, True)
+    shipped = data.load_health()
+    np.testing.assert_allclose(arrays["x"], shipped.x, atol=1e-6)
+    for k in ("y", "user", "group", "day"):
+        np.testing.assert_array_equal(arrays[k], getattr(shipped, k))
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(num_users=0), "num_users=0"),
+        (dict(seed=2024), "seed=2024"),
+        (dict(seed=1.5), "seed=1.5"),
+        (dict(standardize="yes"), "standardize='yes'"),
+    ],
+)
+def test_held_out_health_errors_name_the_argument(kw, match):
+    with pytest.raises(ValueError, match=match):
+        data.held_out_health(**kw)

@@ -535,3 +535,39 @@ def test_epsilon_of_run_uses_the_runs_own_sampling_and_refuses_a_mismatch():
     )
     with pytest.raises(ValueError, match="sampled 'poisson' cohorts"):
         dp.epsilon_of_run(poisson, num_clients=1200, noise_multiplier=1.0, delta=1e-5, sampling="fixed_size")
+
+
+# ---- what a guarantee allows a membership test (issue 16.3) ----------------------------------------
+
+
+def test_tpr_bound_known_answers():
+    assert dp.tpr_bound(0.01, epsilon=2.0, delta=1e-5) == pytest.approx(math.exp(2) * 0.01 + 1e-5)
+    assert dp.tpr_bound(0.001, epsilon=2.0, delta=1e-5) == pytest.approx(0.0073991, abs=1e-7)
+    assert dp.tpr_bound(0.3, epsilon=0.0, delta=0.0) == pytest.approx(0.3)  # epsilon 0: no test beats guessing
+    # the other side binds at large FPR: 1 - e^-1 (1 - 0.5) = 0.816 < e * 0.5
+    assert dp.tpr_bound(0.5, epsilon=1.0, delta=0.0) == pytest.approx(1 - math.exp(-1) * 0.5)
+    assert dp.tpr_bound(0.2, epsilon=math.inf, delta=1e-5) == 1.0
+    np.testing.assert_allclose(dp.tpr_bound(np.array([0.0, 1.0]), epsilon=2.0, delta=1e-5), [1e-5, 1.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0, 1), st.floats(0, 1), st.floats(0, 10), st.floats(0, 0.1))
+def test_tpr_bound_property_monotone_and_between_fpr_and_one(f1, f2, eps, delta):
+    lo, hi = sorted((f1, f2))
+    a, b = dp.tpr_bound(lo, epsilon=eps, delta=delta), dp.tpr_bound(hi, epsilon=eps, delta=delta)
+    assert lo - 1e-12 <= a <= b + 1e-12 and b <= 1.0
+    assert dp.tpr_bound(lo, epsilon=eps + 0.5, delta=delta) >= a - 1e-12
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(fpr=1.5, epsilon=1.0, delta=0.0), "fpr=1.5"),
+        (dict(fpr=0.1, epsilon=-1.0, delta=0.0), "epsilon=-1.0"),
+        (dict(fpr=0.1, epsilon=1.0, delta=1.0), "delta=1.0"),
+        (dict(fpr=0.1, epsilon="2", delta=0.0), "epsilon='2'"),
+    ],
+)
+def test_tpr_bound_errors_name_the_argument(kw, match):
+    with pytest.raises(ValueError, match=match):
+        dp.tpr_bound(kw.pop("fpr"), **kw)

@@ -105,3 +105,24 @@ def test_blank_stub_fails_its_check(path, exercise_id):
         for test in ex.tests:
             with pytest.raises(NotImplementedError):
                 test.run(ns[ex.answer])
+
+
+@pytest.mark.parametrize("path, exercise_id", CASES)
+def test_solution_passes_every_grading_test_through_the_grader_wire(path, exercise_id):
+    """What the grader does, without a kernel: every test (hidden ones too) calls the solution through
+    :class:`fedlab.wire.RemoteAnswer` (pickled request, JSON reply, never unpickled) on a salted run's fresh
+    inputs; an exercise whose arguments or results cannot cross the wire fails here, not in a room."""
+    from fedlab import grader, wire
+
+    ns, errors = namespace(path, "solution")
+    assert not errors, f"{path.name}: the solution's setup/exercise cells raised {errors}"
+    ex = checks.get(exercise_id)
+    remote = wire.RemoteAnswer(wire.loopback_transport(ns, ex.answer), ex.answer)
+    hidden = grader.hidden_tests(ex.id[:2]).get(ex.id, ())
+    failed = {}
+    with checks.fresh_inputs(20261207):
+        for test in (*ex.tests, *hidden):
+            ok, message = checks.run_test(ex, test, remote)
+            if not ok:
+                failed[test.name] = message
+    assert not failed, f"{path.name}: through the grader's wire the solution fails {failed}"
