@@ -15,7 +15,7 @@ Per seed (the seed of the federated runs and of every phone's shuffles; the data
   themselves are printed too (``dp_loss_points``, ``dp_fine_tune_gain_points``): at epsilon = 2 this model
   loses only ~0.1 point to DP, so 1.0 here means "more than recovered";
 - ``engine_speedup``: the same work (fine-tuning all 1,200 users for k = 30 steps, and 5 Ditto rounds)
-  with the batched engine and with the per-client loop, in this process, one thread.
+  with the batched engine and with the per-client loop, in this process, one thread, best of 3 interleaved runs.
 
     python benchmarks/personalization.py                 # seeds 0 1 2
     python benchmarks/personalization.py --seeds 0 1 2 3 4
@@ -80,15 +80,18 @@ def dp_seed(seed, clients, score):
             "groups": np.stack([s_plain.by_group(3), s_dp.by_group(3), s_ft.by_group(3)])}  # fmt: skip
 
 
-def speed(clients, seed):
+def speed(clients, seed, repeats: int = 3):
+    """Seconds of the same work on each engine: the best of ``repeats`` interleaved runs (a shared machine's
+    stalls only ever add time, and hit the short batched run hardest)."""
     spec = models.mlp(8, (16,), 2)
     g = models.init_params(spec, rng=seed)
-    out = {}
-    for name in ("batched", "loop"):
-        t = time.perf_counter()
-        PZ.fine_tune(spec, g, clients, steps=30, rng=seed, engine=name)
-        PZ.run_ditto(spec, clients, lam=1.0, rounds=5, seed=seed, fraction=0.1, engine=name)
-        out[name] = time.perf_counter() - t
+    out = {"batched": float("inf"), "loop": float("inf")}
+    for _ in range(repeats):
+        for name in ("batched", "loop"):
+            t = time.perf_counter()
+            PZ.fine_tune(spec, g, clients, steps=30, rng=seed, engine=name)
+            PZ.run_ditto(spec, clients, lam=1.0, rounds=5, seed=seed, fraction=0.1, engine=name)
+            out[name] = min(out[name], time.perf_counter() - t)
     return out
 
 
