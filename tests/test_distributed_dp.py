@@ -274,6 +274,56 @@ def test_skellam_rdp_tends_to_the_gaussian():
     assert prev < 1e-3
 
 
+def _authors_skellam_rdp(*, l1_sens, l2_sens, central_var, scale, order):
+    """The per-order Skellam RDP as the authors released it (google-research/federated,
+    distributed_dp/accounting_utils.py, ``_skellam_rdp``), restated: sensitivities and variance in the
+    *unscaled* units of the clipped updates, ``scale`` the factor ``s`` applied before rounding."""
+    a, s, mu = order, scale, central_var
+    return a * l2_sens**2 / (2 * mu) + min(
+        ((2 * a - 1) * s * l2_sens**2 + 6 * l1_sens) / (4 * s**3 * mu**2), 3 * l1_sens / (2 * s * mu)
+    )
+
+
+@pytest.mark.parametrize(
+    "l1,l2,mu,s,order,known",
+    [
+        (2.0, 1.0, 8.0, 2.0, 3, 203 / 1024),  # 3/16 + 22/2048: the first branch of the min
+        (2.0, 1.0, 0.25, 2.0, 2, 10.0),  # 4 + min(9, 6): the second branch of the min
+    ],
+)
+def test_skellam_rdp_is_the_authors_released_formula_term_by_term(l1, l2, mu, s, order, known):
+    """No published number was found to test against (the paper's text could not be read here; see
+    /work/wt/notes/i20paper.md), so this pins the bound to the authors' own released formula instead.
+
+    The authors' accountant works in unscaled units (sensitivities ``l1, l2`` of the clipped update,
+    central variance ``mu``, scale ``s``); ours works on the scaled integers: ``L2 = s l2``,
+    ``L1 = s l1``, ``V = s^2 mu``. Both give the same number term by term, at hand-computed dyadic
+    known answers (exact in float64), on both branches of the ``min``. Tolerance: relative 1e-12."""
+    ours = D.skellam_rdp(l1=s * l1, l2=s * l2, variance=s * s * mu, orders=[order])[0]
+    theirs = _authors_skellam_rdp(l1_sens=l1, l2_sens=l2, central_var=mu, scale=s, order=order)
+    assert theirs == pytest.approx(known, rel=1e-12)
+    assert ours == pytest.approx(known, rel=1e-12)
+    # term by term: the Gaussian part, then each branch of the min, in our units
+    a, L1, L2, V = order, s * l1, s * l2, s * s * mu
+    assert a * L2**2 / (2 * V) == pytest.approx(a * l2**2 / (2 * mu), rel=1e-12)
+    assert ((2 * a - 1) * L2**2 + 6 * L1) / (4 * V**2) == pytest.approx(
+        ((2 * a - 1) * s * l2**2 + 6 * l1) / (4 * s**3 * mu**2), rel=1e-12
+    )
+    assert 3 * L1 / (2 * V) == pytest.approx(3 * l1 / (2 * s * mu), rel=1e-12)
+    # and across every order the accountant uses, at a realistic plan's numbers
+    plan = small_plan(noise_multiplier=1.0, bits=16)
+    v = plan.noise_shares(plan.min_survivors) * plan.local_variance
+    sc = plan.scale
+    got = D.skellam_rdp(l1=plan.l1_sensitivity, l2=plan.l2_sensitivity, variance=v)
+    ref = [
+        _authors_skellam_rdp(
+            l1_sens=plan.l1_sensitivity / sc, l2_sens=plan.l2_sensitivity / sc, central_var=v / sc**2, scale=sc, order=o
+        )
+        for o in D.ORDERS
+    ]
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
 def test_subsampling_sum_with_factor_one_is_the_sampled_gaussian_of_fedlab_dp():
     """The combinatorics oracle: with 3 -> 1 Zhu and Wang's sum is the sampled Gaussian's A_alpha exactly."""
     alphas = np.array(D.ORDERS, dtype=float)
