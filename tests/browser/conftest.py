@@ -222,6 +222,12 @@ _TEXT_JS = """([sel, needles]) => {  // the element's text once it holds every n
   return needles.every(n => t.includes(n)) ? t : false; }"""
 
 
+def wait_image_changed(page, selector: str, old: str) -> None:
+    """Wait until the ``<img>`` at ``selector`` shows another picture than ``old`` and has settled (a PNG widget)."""
+    page.wait_for_function("([sel, s]) => document.querySelector(sel).src !== s", arg=[selector, old], timeout=60_000)
+    page.wait_for_function(SETTLED_JS, arg=[selector, 1000], polling=100, timeout=60_000)
+
+
 def wait_text(page, selector: str, *needles: str, timeout_ms: int = 30_000) -> str:
     """Wait until the first element matching ``selector`` shows every one of ``needles``; return its text.
 

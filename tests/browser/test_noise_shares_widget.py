@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import SETTLED_JS, run_lesson, scroll_to, wait_text
+from tests.browser.conftest import SETTLED_JS, run_lesson, scroll_to, wait_image_changed, wait_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -19,11 +19,6 @@ WIDGET = ".fedlab-noise"
 BARS = f"{WIDGET} .fedlab-noise-bars"
 EPS = f"{WIDGET} .fedlab-noise-eps"
 READOUT = f"{WIDGET} .fedlab-noise-readout"
-
-
-def _changed(page, selector, old):
-    page.wait_for_function("([sel, s]) => document.querySelector(sel).src !== s", arg=[selector, old], timeout=60_000)
-    page.wait_for_function(SETTLED_JS, arg=[selector, 1000], polling=100, timeout=60_000)
 
 
 def _press(page, label, key, times):
@@ -45,14 +40,14 @@ def test_dropping_past_the_plan_is_refused_and_a_lower_plan_releases(lab_server,
 
     _press(page, "phones that drop", "ArrowRight", 4)  # 2 -> 6 dropped: 14 < 15 survivors
     text1 = wait_text(page, READOUT, "refused", "sum of 14", timeout_ms=60_000)
-    _changed(page, BARS, bars0)
-    _changed(page, EPS, eps0)
+    wait_image_changed(page, BARS, bars0)
+    wait_image_changed(page, EPS, eps0)
     assert text1 != text0
 
     bars1 = page.locator(BARS).get_attribute("src")
     _press(page, "plan: min. survivors", "ArrowLeft", 5)  # the plan: 15 -> 10, each phone adds more noise
     text2 = wait_text(page, READOUT, "released", "sum of 14", timeout_ms=60_000)
-    _changed(page, BARS, bars1)
+    wait_image_changed(page, BARS, bars1)
     assert page.external_requests == [], page.external_requests
     print(
         f"\n[lesson 13] open {open_s:.1f} s, run all {run_s:.1f} s, two slider moves checked "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import SETTLED_JS, run_lesson, scroll_to, wait_text
+from tests.browser.conftest import SETTLED_JS, run_lesson, scroll_to, wait_image_changed, wait_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -19,11 +19,6 @@ EXPLORER = ".fedlab-personal"
 SCATTER = f"{EXPLORER} .fedlab-personal-scatter"
 DAYS = f"{EXPLORER} .fedlab-personal-days"
 READOUT = f"{EXPLORER} .fedlab-personal-readout"
-
-
-def _changed(page, selector, old):
-    page.wait_for_function("([sel, s]) => document.querySelector(sel).src !== s", arg=[selector, old], timeout=60_000)
-    page.wait_for_function(SETTLED_JS, arg=[selector, 1000], polling=100, timeout=60_000)
 
 
 def test_explorer_answers_the_slider_and_a_picked_user(lab_server, page):
@@ -42,7 +37,7 @@ def test_explorer_answers_the_slider_and_a_picked_user(lab_server, page):
     handle.press("ArrowRight")  # noUiSlider takes the keyboard: k from 30 up to 60
     page.locator(f"{EXPLORER} .widget-readout", has_text="60").wait_for(timeout=30_000)
     text1 = wait_text(page, READOUT, "k = 60", timeout_ms=60_000)
-    _changed(page, SCATTER, scatter0)
+    wait_image_changed(page, SCATTER, scatter0)
     assert text1 != text0
 
     scatter1, days1 = page.locator(SCATTER).get_attribute("src"), page.locator(DAYS).get_attribute("src")
@@ -50,7 +45,7 @@ def test_explorer_answers_the_slider_and_a_picked_user(lab_server, page):
     box.fill("42")
     box.press("Enter")
     text2 = wait_text(page, READOUT, "user 42", "k = 60", timeout_ms=60_000)
-    _changed(page, DAYS, days1)
+    wait_image_changed(page, DAYS, days1)
     assert page.locator(DAYS).get_attribute("src") not in (days0, days1)
     assert page.locator(SCATTER).get_attribute("src") != scatter1  # the picked user's dot is ringed
     assert page.external_requests == [], page.external_requests
