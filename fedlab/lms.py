@@ -100,7 +100,6 @@ import math
 import os
 import re
 import stat
-import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
@@ -528,22 +527,16 @@ def build_bundle(
         for w in wheels:
             files[f"wheels/{w.name}"] = w
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            for arc in sorted(files):
-                data = files[arc]
-                info = zipfile.ZipInfo(arc, date_time=(2020, 1, 1, 0, 0, 0))
-                executable = arc in ("setup.sh", "run_autograder")
-                info.external_attr = ((0o755 if executable else 0o644) | stat.S_IFREG) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(info, data if isinstance(data, bytes) else data.read_bytes())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for arc in sorted(files):
+            data = files[arc]
+            info = zipfile.ZipInfo(arc, date_time=(2020, 1, 1, 0, 0, 0))
+            executable = arc in ("setup.sh", "run_autograder")
+            info.external_attr = ((0o755 if executable else 0o644) | stat.S_IFREG) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data if isinstance(data, bytes) else data.read_bytes())
+    course.write_atomic(out, buf.getvalue())
     return out
 
 
