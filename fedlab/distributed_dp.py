@@ -65,6 +65,11 @@ integer orders ``alpha >= 2`` and add/remove-one neighbours. (:func:`fedlab.dp.c
 exact computation for the *Gaussian* and does not apply to Skellam.) RDP adds up over rounds and is
 converted to ``(epsilon, delta)`` by :func:`fedlab.dp.rdp_to_epsilon`, the conversion lesson 08 uses.
 
+How it is checked (``tests/test_distributed_dp.py``): the bound never claims less than the exact
+``epsilon`` that ``dp_accounting``'s privacy loss distribution computes from the Skellam pmfs (and is
+within 8-9 % of it at variances in the hundreds and above); those exact epsilons equal the Gaussian's
+of the same variance within 0.2 %; the bound is the authors' released formula term by term.
+
 Whose noise counts (a decision). ``V`` is the noise of the *other* survivors only: the phone whose
 privacy is analysed may know (or leak) its own share, so the plan gives each phone enough noise that
 ``min_survivors - 1`` shares reach the central standard deviation ``z c s`` (``count_own_share=True``
