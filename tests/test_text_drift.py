@@ -239,6 +239,10 @@ QUOTES: dict[str, list[Quote]] = {
               rf"per phone a round {_NUM} {_NUM} wrap-around rate \(coordinates\) - \(fixed point, no wrap\) 0\.0e\+00 "
               rf"refused rounds 0 0 ", None,
               figures=lambda zc, zd, cap, m, ac, ad, vc, vd, bc, bd: (zc, ac, zd, cap, m, ad, bc, bd, vc, vd)),
+        Quote(rf"for 1 / 10 / 50 releases the RDP bound gives {_NUM} / {_NUM} / {_NUM} against the exact {_NUM} / {_NUM} / "
+              rf"{_NUM} \(the Gaussian's: {_NUM} / {_NUM} / {_NUM}\)",
+              rf"(?<![\d.])1 \| {_NUM} \| {_NUM} \| {_NUM} 10 \| {_NUM} \| {_NUM} \| {_NUM} 50 \| {_NUM} \| {_NUM} \| {_NUM}",
+              None, figures=lambda o1, e1, g1, o10, e10, g10, o50, e50, g50: (o1, o10, o50, e1, e10, e50, g1, g10, g50)),
         Quote(rf"the lie splits \{{{_NUM}, {_NUM}, {_NUM}, {_NUM}\}} / \{{{_NUM}, {_NUM}, {_NUM}, {_NUM}\}}; phone {_NUM} is asked "
               rf"twice",
               rf"told 'phone 2 dropped': \[{_NUM}, {_NUM}, {_NUM}, {_NUM}\]; told 'phone 2 survived': \[{_NUM}, {_NUM}, "
