@@ -334,18 +334,20 @@ def _pld_epsilon(*, variance: float, shift: int, rounds: int, delta: float = DEL
     from dp_accounting.pld import privacy_loss_distribution as pld_lib
     from scipy.stats import skellam
 
-    k = np.arange(-int(shift + 12 * math.sqrt(variance) + 40), int(shift + 12 * math.sqrt(variance) + 41))
-    lower = dict(zip(k.tolist(), skellam.logpmf(k, variance / 2, variance / 2).tolist()))
-    upper = dict(zip(k.tolist(), skellam.logpmf(k - shift, variance / 2, variance / 2).tolist()))
-    pld = pld_lib.from_two_probability_mass_functions(lower, upper)
-    return (pld.self_compose(rounds) if rounds > 1 else pld).get_epsilon_for_delta(delta)
+    k = np.arange(-int(12 * math.sqrt(variance) + 40), int(12 * math.sqrt(variance) + 41))
+    log_pmf = skellam.logpmf(k, variance / 2, variance / 2).tolist()
+    # the neighbour's output: the same noise, moved by ``shift``
+    pld = pld_lib.from_two_probability_mass_functions(
+        dict(zip(k.tolist(), log_pmf)), dict(zip((k + shift).tolist(), log_pmf))
+    )
+    return pld.self_compose(rounds).get_epsilon_for_delta(delta)
 
 
 def _pld_gaussian_epsilon(*, variance: float, shift: int, rounds: int, delta: float = DELTA) -> float:
     from dp_accounting.pld import privacy_loss_distribution as pld_lib
 
     pld = pld_lib.from_gaussian_mechanism(math.sqrt(variance), sensitivity=shift)
-    return (pld.self_compose(rounds) if rounds > 1 else pld).get_epsilon_for_delta(delta)
+    return pld.self_compose(rounds).get_epsilon_for_delta(delta)
 
 
 @pytest.mark.parametrize(
