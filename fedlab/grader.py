@@ -494,33 +494,24 @@ def _client_classes():
     return Blocking, Async
 
 
-def kernel_manager(*, asynchronous: bool = False, wrap: Sequence[str] = (), box: _sandbox.Sandbox | None = None):
+def kernel_manager(*, asynchronous: bool = False, box: _sandbox.Sandbox | None = None):
     """A kernel manager for an ipykernel of *this* Python, whatever ``python3`` means in other kernelspecs.
 
     ``asynchronous=True`` gives an ``AsyncKernelManager`` (what nbclient wants).
-    Its clients wait for the kernel with :func:`_wait_for_ready`. ``wrap`` is an
-    argv prefix the kernel's command is run under; ``box`` a
-    :class:`fedlab.sandbox.Sandbox` the kernel runs in.
+    Its clients wait for the kernel with :func:`_wait_for_ready`; ``box`` is a
+    :class:`fedlab.sandbox.Sandbox` the kernel runs in. The kernel's command line is
+    :func:`fedlab.sandbox.local_kernel_manager`'s.
     """
     from jupyter_client import AsyncKernelManager, KernelManager
-    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
-
-    argv = [*wrap, sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    argv.append("--HistoryManager.enabled=False")
-
-    class ThisPython(KernelSpecManager):
-        def get_kernel_spec(self, kernel_name):
-            return KernelSpec(argv=argv, display_name="Python 3 (fedlab)", language="python", env={})
 
     blocking, async_ = _client_classes()
     cls, client = (AsyncKernelManager, async_) if asynchronous else (KernelManager, blocking)
-    kwargs = {"kernel_name": "python3", "kernel_spec_manager": ThisPython(), "client_factory": client}
-    return cls(**kwargs) if box is None else box.kernel_manager(cls, **kwargs)
+    return _sandbox.local_kernel_manager(box, cls=cls, client_factory=client)
 
 
 @dataclass(frozen=True)
 class Launch:
-    """How a grading kernel is started: in a sandbox or not, an argv prefix, extra environment variables.
+    """How a grading kernel is started: in a sandbox or not, extra environment variables.
 
     ``sandbox`` is ``"bwrap"`` (each kernel in its own :class:`fedlab.sandbox.Sandbox`, with ``limits``,
     a :class:`fedlab.sandbox.SandboxLimits`, and the paths of ``hide`` masked) or ``"none"`` (run
@@ -529,7 +520,6 @@ class Launch:
     ``sandboxed("auto")``.
     """
 
-    wrap: tuple = ()
     env: tuple = ()  # (name, value) pairs, set after KERNEL_ENV
     sandbox: str = "none"
     hide: tuple = ()  # paths masked in the sandbox (the hidden tests, the snapshot, the gradebook, solutions/)
@@ -636,7 +626,7 @@ class Kernel:
         elif launch.sandbox == "none":
             self.cwd = tempfile.mkdtemp(prefix="fedlab-grade-")
         else:
-            raise ValueError(f"Launch.sandbox={launch.sandbox!r}; allowed: bwrap, none")
+            raise ValueError(f"Launch.sandbox={launch.sandbox!r}; allowed: {', '.join(_sandbox.KINDS)}")
         self.km = None
         self.kc = None
         self.restarts = 0
@@ -647,7 +637,7 @@ class Kernel:
         env = kernel_env(self.launch)
         problem = None
         for attempt in range(attempts):
-            self.km = kernel_manager(wrap=self.launch.wrap, box=self.box)
+            self.km = kernel_manager(box=self.box)
             began = time.monotonic()
             try:
                 self.km.start_kernel(cwd=self.cwd, env=env)
@@ -916,12 +906,10 @@ def grade_submission(
     hidden: str | os.PathLike | None = None,
     salt: int | None = None,
     launch: Launch = Launch(),
-    data: bytes | None = None,
 ) -> list[dict]:
     """Grade one submission; returns its gradebook rows (dicts with :data:`COLUMNS` and ``tests``).
 
-    ``data`` are the submission's bytes if already read (:func:`grade` reads
-    every file before any kernel starts); else ``path`` is read once. Never
+    Reads ``path`` once. Never
     raises for a bad submission, and never writes to it. ``hidden``: the
     hidden tests' folder (:func:`hidden_tests`); ``salt``: the seed of the
     tests' fresh inputs (:func:`fedlab.checks.test_rng`; None: a random one).
@@ -929,12 +917,11 @@ def grade_submission(
     path = Path(path)
     name = name or path.name
     salt = secrets.randbits(63) if salt is None else salt
-    if data is None:
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except OSError as err:
-            return [_problem(name, lesson, "", "unreadable", f"cannot read: {err}", hidden, launch)]
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        return [_problem(name, lesson, "", "unreadable", f"cannot read: {err}", hidden, launch)]
     sha = hashlib.sha256(data).hexdigest()
     try:
         nb = parse_notebook(data)
@@ -1380,8 +1367,18 @@ def _grade_safe(
         )
         return tampered("while grading") or rows
     except Exception as err:  # noqa: BLE001 - never lose a submission's row
-        message = f"grader error: {type(err).__name__}: {err}"
-        return [_row(name, lesson, "", status="error", message=message, sandbox=launch.sandbox)]
+        return _error_rows(name, lesson, launch, f"grader error: {type(err).__name__}: {err}")
+
+
+def _error_rows(name: str, lesson, launch: Launch, message: str) -> list[dict]:
+    """The one row of a submission the grader itself failed on (never a lost submission)."""
+    return [_row(name, lesson, "", status="error", message=message, sandbox=launch.sandbox)]
+
+
+def _job_error_rows(job: tuple, message: str) -> list[dict]:
+    """:func:`_error_rows` for a job of :func:`_grade_parallel` (the arguments of :func:`_grade_safe`)."""
+    _path, name, lesson, _reference, _limits, _hidden, _salt, launch, _manifest = job
+    return _error_rows(name, lesson, launch, message)
 
 
 def snapshot(paths: Sequence[Path], folder: str | os.PathLike) -> list[tuple[str | None, str]]:
@@ -1488,15 +1485,13 @@ def _grade_parallel(jobs, workers, done, progress) -> None:
                     broken.append(i)
                     continue
                 except Exception as err:  # noqa: BLE001 - never lose a submission's row
-                    message = f"grader error: {err}"
-                    done[i] = [_row(*jobs[i][1:3], "", status="error", message=message, sandbox=jobs[i][7].sandbox)]
+                    done[i] = _job_error_rows(jobs[i], f"grader error: {err}")
                 _report(progress, done[i])
         pending = broken
         if not pending:
             return
     for i in pending:
-        message = "grader error: the worker process died"
-        done[i] = [_row(*jobs[i][1:3], "", status="error", message=message, sandbox=jobs[i][7].sandbox)]
+        done[i] = _job_error_rows(jobs[i], "grader error: the worker process died")
 
 
 def _report(progress, rows) -> None:
@@ -1607,19 +1602,15 @@ def run_cli(args: argparse.Namespace, out: Callable[[str], object] = print) -> i
         paths = expand(args.submissions)
         if not paths:
             raise ValueError(f"submissions={args.submissions!r}: no .ipynb files found there")
-        salt = secrets.randbits(63) if getattr(args, "salt", None) is None else args.salt
-        defaults = _sandbox.SandboxLimits()
-        box_limits = _sandbox.SandboxLimits(
-            memory_mb=getattr(args, "memory_mb", defaults.memory_mb),
-            processes=getattr(args, "processes", defaults.processes),
-        )
+        salt = secrets.randbits(63) if args.salt is None else args.salt
+        box_limits = _sandbox.SandboxLimits(memory_mb=args.memory_mb, processes=args.processes)
         outputs = [p for p in (args.out, args.json_out) if p]
-        if getattr(args, "feedback", None):
+        if args.feedback:
             outputs.append(os.path.join(args.feedback, "index.csv"))
         launch = sandboxed(
-            getattr(args, "sandbox", "auto"),
+            args.sandbox,
             limits=box_limits,
-            hide=private_paths(getattr(args, "hidden", None), outputs),
+            hide=private_paths(args.hidden, outputs),
         )
         rows = grade(
             paths,
@@ -1628,7 +1619,7 @@ def run_cli(args: argparse.Namespace, out: Callable[[str], object] = print) -> i
             workers=args.workers,
             limits=limits,
             progress=None if args.quiet else out,
-            hidden=getattr(args, "hidden", None),
+            hidden=args.hidden,
             salt=salt,
             launch=launch,
         )
@@ -1639,7 +1630,7 @@ def run_cli(args: argparse.Namespace, out: Callable[[str], object] = print) -> i
         _course.write_atomic(args.out, csv_text(rows).encode("utf-8"))
     if args.json_out:
         _course.write_atomic(args.json_out, json_text(rows).encode("utf-8"))
-    if getattr(args, "feedback", None):
+    if args.feedback:
         from fedlab import feedback
 
         out(f"wrote {len(feedback.write_reports(rows, args.feedback))} feedback report(s) to {args.feedback}")

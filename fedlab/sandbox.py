@@ -233,11 +233,6 @@ def probe(*, refresh: bool = False) -> SandboxInfo:
         return _probed
 
 
-def available() -> SandboxInfo:
-    """Same as :func:`probe` (cached): ``available().kind == 'bwrap'`` when kernels can be sandboxed."""
-    return probe()
-
-
 def _probe() -> SandboxInfo:
     if not sys.platform.startswith("linux"):
         return SandboxInfo("none", f"no sandbox on {sys.platform}: bubblewrap needs Linux namespaces")
@@ -355,9 +350,13 @@ class Sandbox:
         self.log = os.path.join(self.root, "kernel.log")
         os.mkdir(self.conn, 0o755)
         for folder in (self.workdir, self.ipc):
-            os.mkdir(folder, 0o755 if os.geteuid() == 0 else 0o700)
-            if os.geteuid() == 0:
-                os.chown(folder, self.uid, self.uid)
+            self._make_kernels(folder)
+
+    def _make_kernels(self, folder: str) -> None:
+        """Make ``folder`` for the kernel's user: owned by the kernel's own uid when we are root."""
+        os.mkdir(folder, 0o755 if os.geteuid() == 0 else 0o700)
+        if os.geteuid() == 0:
+            os.chown(folder, self.uid, self.uid)
 
     @staticmethod
     def _shown(root: Path, expose, python: str) -> list[str]:
@@ -373,9 +372,7 @@ class Sandbox:
     def reset(self) -> None:
         """Empty the socket folder before a (re)start: nothing the last kernel left there is trusted."""
         shutil.rmtree(self.ipc, ignore_errors=True)
-        os.mkdir(self.ipc, 0o755 if os.geteuid() == 0 else 0o700)
-        if os.geteuid() == 0:
-            os.chown(self.ipc, self.uid, self.uid)
+        self._make_kernels(self.ipc)
 
     def argv(self, argv: list[str], *, env: dict[str, str]) -> list[str]:
         """``argv`` (the kernel's command) run inside the sandbox, stderr to :attr:`log`, with ``env`` filtered."""
@@ -469,9 +466,11 @@ class Sandbox:
 
 
 def local_kernel_manager(box: Sandbox | None = None, *, cls=None, **kwargs):
-    """A kernel manager for an ipykernel of *this* Python, inside ``box`` if one is given (tests, benchmarks).
+    """A kernel manager for an ipykernel of *this* Python, inside ``box`` if one is given.
 
-    The grader has its own spec manager; it plugs in with ``box.kernel_manager(cls, **its_kwargs)``.
+    The one place the kernel's command line is written: :func:`fedlab.grader.kernel_manager` calls this
+    with its own manager class and client classes (``cls``, ``client_factory=``); tests and benchmarks
+    call it directly.
     """
     from jupyter_client import KernelManager
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -535,15 +534,3 @@ def exit_status(km, output: str = "") -> str | None:
         return None
     box = getattr(km, "sandbox", None)
     return classify(returncode=code, log=(box.stderr() if box is not None else "") + output)
-
-
-def kill(km) -> None:
-    """Kill a kernel's whole sandbox now (SIGKILL to bwrap's process group; the PID namespace dies with it)."""
-    process = getattr(getattr(km, "provisioner", None), "process", None)
-    if process is None or process.poll() is not None:
-        return
-    try:
-        os.killpg(os.getpgid(process.pid), signal.SIGKILL)
-    except OSError:
-        process.kill()
-    process.wait()
