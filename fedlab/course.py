@@ -71,6 +71,7 @@ own file is never touched.
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import datetime as _dt
 import hashlib
@@ -78,8 +79,9 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS_DIR = ROOT / "solutions"
@@ -243,18 +245,30 @@ def notebook_bytes(nb) -> bytes:
     return (text if text.endswith("\n") else text + "\n").encode("utf-8")
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder (never a half-written file)."""
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file that becomes ``path`` only when the ``with`` block ends without an error.
+
+    It is a temporary file in the same folder, moved over ``path`` at the end (never a half-written
+    file; a failure leaves ``path`` as it was and removes the temporary file). For output too large to
+    hold in memory (:func:`fedlab.lms.build_bundle`'s zip); :func:`write_atomic` for bytes in hand.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder (never a half-written file)."""
+    with atomic_open(path) as fh:
+        fh.write(data)
 
 
 # ---- validation --------------------------------------------------------------------------------

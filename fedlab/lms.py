@@ -266,15 +266,10 @@ def match(roster: Sequence[Learner], submissions: Sequence[str]) -> Matching:
 # ---- grades ------------------------------------------------------------------------------------
 
 
-def _num(v) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return 0.0
-
-
 def lesson_totals(rows: Sequence[dict]) -> tuple[list[str], dict[tuple[str, str], float], dict[str, float]]:
     """``(lessons, {(submission, lesson): points}, {lesson: max points})`` from gradebook rows."""
+    from fedlab.feedback import _num
+
     points: dict[tuple[str, str], float] = {}
     maxima: dict[tuple[str, str], float] = {}
     for r in rows:
@@ -441,19 +436,14 @@ exec "$PY" -m fedlab gradescope-run --root "$ROOT" --config "$HERE/fedlab-grades
 """
 
 
-def _lock_pins(lock_text: str) -> dict[str, str]:
-    pins = {}
-    for line in lock_text.splitlines():
-        name, sep, version = line.strip().partition("==")
-        if sep and name and not name.startswith("#"):
-            pins[re.sub(r"[-_.]+", "-", name).lower()] = f"{name}=={version.split(';')[0].strip()}"
-    return pins
-
-
 def grader_requirements(lock_text: str) -> str:
     """``requirements-grader.txt``: :data:`GRADER_REQUIREMENTS` pinned to the lock's versions."""
-    pins = _lock_pins(lock_text)
-    lines = [pins.get(re.sub(r"[-_.]+", "-", name).lower(), name) for name in GRADER_REQUIREMENTS]
+    from fedlab import environment
+
+    pins = environment.read_lock(lock_text)
+    lines = [
+        f"{name}=={pins[key]}" if (key := environment.canonical(name)) in pins else name for name in GRADER_REQUIREMENTS
+    ]
     return "# what fedlab's grader needs, pinned to requirements.lock\n" + "\n".join(lines) + "\n"
 
 
@@ -527,8 +517,7 @@ def build_bundle(
         for w in wheels:
             files[f"wheels/{w.name}"] = w
     out = Path(out)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+    with course.atomic_open(out) as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as zf:
         for arc in sorted(files):
             data = files[arc]
             info = zipfile.ZipInfo(arc, date_time=(2020, 1, 1, 0, 0, 0))
@@ -536,7 +525,6 @@ def build_bundle(
             info.external_attr = ((0o755 if executable else 0o644) | stat.S_IFREG) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, data if isinstance(data, bytes) else data.read_bytes())
-    course.write_atomic(out, buf.getvalue())
     return out
 
 
@@ -569,7 +557,7 @@ def gradescope_results(rows: Sequence[dict], *, hidden_visibility: str = "hidden
                     "name": f"submission: {r.get('status')}",
                     "number": "0",
                     "score": 0.0,
-                    "max_score": _num(r.get("max_points")),
+                    "max_score": feedback._num(r.get("max_points")),
                     "status": "failed",
                     "output": f"{feedback.status_text(str(r.get('status')))}: {r.get('message') or ''}".strip(),
                     "tags": ["submission"],
@@ -583,8 +571,8 @@ def gradescope_results(rows: Sequence[dict], *, hidden_visibility: str = "hidden
             entry = {
                 "name": f"{r['exercise']} {r.get('title', '')}: {t.get('name', '')}",
                 "number": f"{r['exercise']}.{i}",
-                "score": _num(t.get("points")),
-                "max_score": _num(t.get("max_points", t.get("points"))),
+                "score": feedback._num(t.get("points")),
+                "max_score": feedback._num(t.get("max_points", t.get("points"))),
                 "status": "passed" if passed else "failed",
                 "output": (t.get("message") or "") + (f"\n(notes on this exercise: {notes})" if notes else ""),
                 "tags": [str(r["exercise"])],
@@ -620,7 +608,9 @@ def gradescope_results(rows: Sequence[dict], *, hidden_visibility: str = "hidden
 
 
 def _pick_submission(folder: Path, lesson: str) -> tuple[Path | None, str]:
-    found = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts) if folder.is_dir() else []
+    from fedlab import grader
+
+    found = grader.expand([folder]) if folder.is_dir() else []
     if not found:
         return None, f"no .ipynb file was submitted (looked in {folder})"
     for_lesson = [p for p in found if p.name.startswith(f"{lesson}_")]
@@ -633,7 +623,7 @@ def _pick_submission(folder: Path, lesson: str) -> tuple[Path | None, str]:
 
 def run_gradescope(root: str | os.PathLike, config_path: str | os.PathLike) -> dict:
     """Grade ``<root>/submission`` with the bundle's config and write ``<root>/results/results.json``."""
-    from fedlab import checks, course, grader
+    from fedlab import checks, grader
 
     root = Path(root)
     config = json.loads(Path(config_path).read_text())
@@ -670,8 +660,15 @@ def run_gradescope(root: str | os.PathLike, config_path: str | os.PathLike) -> d
     )
     if note:
         results["output"] = note + "\n" + results["output"]
-    course.write_atomic(root / "results" / "results.json", (json.dumps(results, indent=1) + "\n").encode("utf-8"))
+    _write_results(root, results)
     return results
+
+
+def _write_results(root: str | os.PathLike, results: dict) -> None:
+    """Gradescope's ``results/results.json`` under ``root``, written atomically."""
+    from fedlab import course
+
+    course.write_atomic(Path(root) / "results" / "results.json", (json.dumps(results, indent=1) + "\n").encode("utf-8"))
 
 
 # ---- command line ------------------------------------------------------------------------------
@@ -755,7 +752,6 @@ def _run_bundle(args, out=print) -> int:
 
 
 def _run_gradescope(args, out=print) -> int:
-    from fedlab import course
 
     try:
         results = run_gradescope(args.root, args.config)
@@ -765,9 +761,7 @@ def _run_gradescope(args, out=print) -> int:
             "output": f"The autograder itself failed ({type(err).__name__}: {err}); please tell your instructor.",
             "tests": [],
         }
-        course.write_atomic(
-            Path(args.root) / "results" / "results.json", (json.dumps(results, indent=1) + "\n").encode("utf-8")
-        )
+        _write_results(args.root, results)
         out(f"error: {type(err).__name__}: {err}")
         return 1
     out(json.dumps({"score": results["score"], "tests": len(results["tests"])}))
