@@ -310,17 +310,9 @@ def noise_multiplier_for(
             f"rounds={rounds}: the refusal term e^epsilon P[F] = {math.exp(target) * flip:.2g} alone exceeds delta"
         )
     z = dp.noise_multiplier_for(epsilon=target, q=q, steps=rounds, delta=delta)
-    lo, hi = z, z
     args = dict(num_users=num_users, q=q, rounds=rounds, dropout_rate=dropout_rate, delta=delta)
-    while _valid_epsilon(noise_multiplier=hi, **args) > target:
-        lo, hi = hi, hi * 1.25
-    while hi - lo > 1e-4 * hi:
-        mid = 0.5 * (lo + hi)
-        if _valid_epsilon(noise_multiplier=mid, **args) > target:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+    return dp.smallest_noise(lambda x: _valid_epsilon(noise_multiplier=x, **args), target, lo=z, hi=z, grow=1.25,
+                             rtol=1e-4)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------
@@ -499,7 +491,7 @@ def _central_only(**kw) -> None:
 
 
 def _plan_from(plan, *, dim, clip_norm, bits, min_survivors, noise_multiplier, num_users, q, dropout_rate, rounds,
-               delta) -> ddp.Plan:  # fmt: skip
+               delta, wrap_prob=1e-4) -> ddp.Plan:  # fmt: skip
     if plan is not None:
         if not isinstance(plan, ddp.Plan):
             raise ValueError(f"plan={plan!r}: must be a distributed_dp.Plan (capstone.distributed_plan)")
@@ -515,15 +507,13 @@ def _plan_from(plan, *, dim, clip_norm, bits, min_survivors, noise_multiplier, n
     if m is None:
         m = min_survivors_for(num_users=num_users, q=q, dropout_rate=dropout_rate, rounds=rounds, delta=delta)
     return distributed_plan(dim=dim, clip_norm=clip_norm, noise_multiplier=noise_multiplier, num_users=num_users, q=q,
-                            bits=bits, min_survivors=m)  # fmt: skip
+                            bits=bits, min_survivors=m, wrap_prob=wrap_prob)  # fmt: skip
 
 
 def _distributed_epsilon(plan: ddp.Plan, *, num_users, q, rounds, dropout_rate, delta, survivors=None) -> float:
     flip = distributed_flip_probability(num_users=num_users, q=q, dropout_rate=dropout_rate, rounds=rounds,
                                         min_survivors=plan.min_survivors)  # fmt: skip
     r = ddp.rdp(plan, q=q, rounds=rounds, survivors=survivors)
-    if not np.any(np.isfinite(r)):
-        return math.inf
     return _solve_total_delta(lambda x: dp.rdp_to_epsilon(rdp=r, orders=ddp.ORDERS, delta=x)[0], flip, delta)
 
 
@@ -546,15 +536,9 @@ def _distributed_noise_for(target, *, num_users, q, rounds, dropout_rate, delta,
                           num_users=num_users, q=q, dropout_rate=dropout_rate, rounds=t, delta=d)  # fmt: skip
         return _distributed_epsilon(plan, num_users=num_users, q=q, rounds=t, dropout_rate=dropout_rate, delta=d)
 
-    lo, hi = 0.0, dp.noise_multiplier_for(epsilon=target, q=q, steps=t, delta=d)
-    while eps_at(hi) > target:
-        lo, hi = hi, hi * 1.25
-        if hi > 1e4:
-            raise ValueError(f"epsilon={target!r}: not reached by any noise multiplier up to 1e4 with this plan")
-    while hi - lo > 1e-4 * hi:
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if eps_at(mid) > target else (lo, mid)
-    return hi
+    unreachable = f"epsilon={target!r}: not reached by any noise multiplier up to 1e4 with this plan"
+    z = dp.noise_multiplier_for(epsilon=target, q=q, steps=t, delta=d)
+    return dp.smallest_noise(eps_at, target, lo=0.0, hi=z, grow=1.25, cap=1e4, rtol=1e-4, unreachable=unreachable)
 
 
 def epsilon_vs_survivors(survivors, *, plan: ddp.Plan, q: float, rounds: int, delta: float = DELTA) -> np.ndarray:
@@ -596,11 +580,7 @@ def epsilon_vs_survivors(survivors, *, plan: ddp.Plan, q: float, rounds: int, de
         raise ValueError(f"survivors={survivors!r}: must be ints in [0, {plan.cohort}] (plan.cohort)")
     d = dp._check_delta(delta)
     t = validate.positive_int("rounds", rounds, minimum=0)
-    out = []
-    for k in ks:
-        r = ddp.rdp(plan, q=q, rounds=t, survivors=int(k))
-        out.append(dp.rdp_to_epsilon(rdp=r, orders=ddp.ORDERS, delta=d)[0] if np.any(np.isfinite(r)) else math.inf)
-    return np.array(out, dtype=np.float64)
+    return np.array([ddp.epsilon(plan, q=q, rounds=t, delta=d, survivors=int(k)) for k in ks], dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------
@@ -1150,11 +1130,9 @@ def run(
     dim = P.num_params(state.params)
     plan = None
     if noise == "distributed":
-        m = min_survivors
-        if m is None:
-            m = min_survivors_for(num_users=n, q=q, dropout_rate=rate, rounds=rounds)
-        plan = distributed_plan(dim=dim, clip_norm=s, noise_multiplier=z, num_users=n, q=q, bits=b, min_survivors=m,
-                                wrap_prob=wrap_prob)  # fmt: skip
+        plan = _plan_from(None, dim=dim, clip_norm=s, bits=b, min_survivors=min_survivors, noise_multiplier=z,
+                          num_users=n, q=q, dropout_rate=rate, rounds=rounds, delta=DELTA,
+                          wrap_prob=wrap_prob)  # fmt: skip
     packed = batched.pack(clients)
     denominator = q * n
     cols = {k: np.zeros(rounds, np.int64) for k in ("sampled", "included", "round_bytes", "wrapped")}

@@ -425,10 +425,14 @@ def conditional_round(y, *, bound: float, rng, max_tries: int = 100) -> np.ndarr
         if not len(todo):
             return out[0] if one else out
     k = int(todo[0])
-    norm = float(np.linalg.norm(a[k]))
-    raise RoundingError(
-        f"row {k} (norm {norm:.4g} before rounding) was still above bound={b:.6g} after max_tries={tries} "
-        "randomized roundings: clip the rows to the norm the bound was computed for, or raise max_tries"
+    raise _rounding_error(k, a[k], b, tries)
+
+
+def _rounding_error(k: int, row: np.ndarray, bound: float, tries: int) -> RoundingError:
+    return RoundingError(
+        f"row {k} (norm {float(np.linalg.norm(row)):.4g} before rounding) was still above bound={bound:.6g} after "
+        f"max_tries={tries} randomized roundings: clip the rows to the norm the bound was computed for, or raise "
+        "max_tries"
     )
 
 
@@ -805,11 +809,7 @@ def _encode_rows(a: np.ndarray, plan: Plan, signs, gens: list, modular: bool) ->
             if float(cand @ cand) <= bound_sq:  # int64 dot: exact below 2^53
                 break
         else:
-            raise RoundingError(
-                f"row {k} (norm {float(np.linalg.norm(a[k])):.4g} before rounding) was still above "
-                f"bound={plan.l2_sensitivity:.6g} after max_tries={plan.max_tries} randomized roundings: clip the "
-                "rows to the norm the bound was computed for, or raise max_tries"
-            )
+            raise _rounding_error(k, a[k], plan.l2_sensitivity, plan.max_tries)
         if half > 0:
             cand += g.poisson(half, width)
             cand -= g.poisson(half, width)
@@ -1024,15 +1024,8 @@ def noise_multiplier_for(
     def eps_at(z):
         return _epsilon(make_plan(noise_multiplier=z, **plan_kwargs), q, rounds, delta, None, orders)
 
-    lo, hi = 0.0, 1.0
-    while eps_at(hi) > target:
-        lo, hi = hi, 2 * hi
-        if hi > 1e4:
-            raise ValueError(f"epsilon={epsilon!r}: not reached by any noise multiplier up to 1e4 with this plan")
-    while hi - lo > rtol * hi:
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if eps_at(mid) > target else (lo, mid)
-    return hi
+    unreachable = f"epsilon={epsilon!r}: not reached by any noise multiplier up to 1e4 with this plan"
+    return dp.smallest_noise(eps_at, target, lo=0.0, hi=1.0, grow=2.0, cap=1e4, rtol=rtol, unreachable=unreachable)
 
 
 def gaussian_k_stddevs(wrap_prob: float) -> float:

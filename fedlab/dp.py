@@ -601,19 +601,36 @@ def noise_multiplier_for(
     def eps_at(z):
         return _epsilon(q, z, steps, delta, orders, sampling)
 
-    lo, hi = 0.0, 1.0
+    unreachable = f"epsilon={epsilon!r}: not reached by any noise multiplier up to 1e6 (q={q}, steps={steps})"
+    return smallest_noise(eps_at, target, lo=0.0, hi=1.0, grow=2.0, cap=1e6, rtol=rtol, unreachable=unreachable)
+
+
+def smallest_noise(
+    eps_at: Callable[[float], float],
+    target: float,
+    *,
+    lo: float,
+    hi: float,
+    grow: float,
+    rtol: float,
+    cap: float = math.inf,
+    unreachable: str = "no noise multiplier reaches the target epsilon",
+) -> float:
+    """The smallest noise multiplier ``z`` (to relative ``rtol``) with ``eps_at(z) <= target``.
+
+    ``eps_at`` falls as ``z`` grows. ``hi`` is multiplied by ``grow`` until it reaches the target (a
+    ValueError saying ``unreachable`` once it passes ``cap``), then ``[lo, hi]`` is bisected; the
+    returned ``z`` satisfies the target.
+    Every noise calibration of the course uses it (:func:`noise_multiplier_for`,
+    :func:`fedlab.capstone.noise_multiplier_for`, :func:`fedlab.distributed_dp.noise_multiplier_for`).
+    """
     while eps_at(hi) > target:
-        lo, hi = hi, hi * 2
-        if hi > 1e6:
-            raise ValueError(
-                f"epsilon={epsilon!r}: not reached by any noise multiplier up to 1e6 (q={q}, steps={steps})"
-            )
+        lo, hi = hi, hi * grow
+        if hi > cap:
+            raise ValueError(unreachable)
     while hi - lo > rtol * hi:
         mid = 0.5 * (lo + hi)
-        if eps_at(mid) > target:
-            lo = mid
-        else:
-            hi = mid
+        lo, hi = (mid, hi) if eps_at(mid) > target else (lo, mid)
     return hi
 
 

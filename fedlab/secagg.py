@@ -1305,13 +1305,39 @@ class RoundResult:
         return () if self.aggregate is None else self.aggregate.included
 
 
-def _dropouts(dropouts, n: int) -> dict[int, int]:
+def _dropouts(dropouts, n: int, phases: Sequence[str] = PHASES) -> dict[int, int]:
+    """``{client: index of the phase it drops before}`` from ``{client: phase name}`` (``phases``: the protocol's)."""
     out = {}
     for u, phase in (dropouts or {}).items():
         u = _check_client(u, n, name="dropouts key")
-        validate.one_of(f"dropouts[{u}]", phase, PHASES)
-        out[u] = PHASES.index(phase)
+        validate.one_of(f"dropouts[{u}]", phase, phases)
+        out[u] = phases.index(phase)
     return out
+
+
+def _check_inputs(inputs, config: Config) -> np.ndarray:
+    """``inputs`` as an array of shape ``(num_clients, dim)``, or a ValueError saying what it has."""
+    x = np.asarray(inputs)
+    if x.ndim != 2 or x.shape != (config.num_clients, config.dim):
+        raise ValueError(
+            f"inputs has shape {x.shape}: must be (num_clients, dim) = ({config.num_clients}, {config.dim})"
+        )
+    return x
+
+
+def _key_base(rng, seeded_keys) -> int | None:
+    """The seed every client's keys and masks derive from (``None``: os.urandom), with the rule for ``rng``."""
+    if not isinstance(seeded_keys, bool):
+        raise ValueError(f"seeded_keys={seeded_keys!r}: must be True or False")
+    if rng is not None and not seeded_keys:
+        raise ValueError(
+            f"rng={rng!r}: a seed makes every key and mask a function of it, and two rounds with the same seed let "
+            "the server subtract a client's masked inputs; keys come from os.urandom (rng=None) unless you pass "
+            "seeded_keys=True (teaching only)"
+        )
+    if seeded_keys and rng is None:
+        raise ValueError("seeded_keys=True needs rng= (a seed or numpy Generator) to seed the keys from")
+    return None if rng is None else int(seeding.as_generator(rng).integers(0, 2**63 - 1))
 
 
 class ThresholdWarning(UserWarning):
@@ -1381,25 +1407,13 @@ def run_round(
     """
     n = config.num_clients
     validate.one_of("on_refusal", on_refusal, ("raise", "return"))
-    x = np.asarray(inputs)
-    if x.ndim != 2 or x.shape != (n, config.dim):
-        raise ValueError(f"inputs has shape {x.shape}: must be (num_clients, dim) = ({n}, {config.dim})")
+    x = _check_inputs(inputs, config)
     drop = _dropouts(dropouts, n)
     if not isinstance(encoded, bool):
         raise ValueError(f"encoded={encoded!r}: must be True or False")
     if encoded:
         x = np.stack([as_ring(row, bits=config.bits, name=f"inputs[{u}]") for u, row in enumerate(x)])
-    if not isinstance(seeded_keys, bool):
-        raise ValueError(f"seeded_keys={seeded_keys!r}: must be True or False")
-    if rng is not None and not seeded_keys:
-        raise ValueError(
-            f"rng={rng!r}: a seed makes every key and mask a function of it, and two rounds with the same seed let "
-            "the server subtract a client's masked inputs; keys come from os.urandom (rng=None) unless you pass "
-            "seeded_keys=True (teaching only)"
-        )
-    if seeded_keys and rng is None:
-        raise ValueError("seeded_keys=True needs rng= (a seed or numpy Generator) to seed the keys from")
-    base = None if rng is None else int(seeding.as_generator(rng).integers(0, 2**63 - 1))
+    base = _key_base(rng, seeded_keys)
     if base is not None:
         mark = _fingerprint(x, config, encoded=encoded)
         if _SEEDED_ROUNDS.setdefault(base, mark) != mark:

@@ -484,28 +484,6 @@ class Round:
         return self.aggregate.included
 
 
-def _dropouts(dropouts, n: int) -> dict[int, int]:
-    out = {}
-    for u, phase in (dropouts or {}).items():
-        u = secagg._check_client(u, n, name="dropouts key")
-        validate.one_of(f"dropouts[{u}]", phase, PHASES)
-        out[u] = PHASES.index(phase)
-    return out
-
-
-def _key_base(rng, seeded_keys) -> int | None:
-    """The seed all phones' streams derive from (``None``: os.urandom), with lesson 07's rule for ``rng``."""
-    _check_flag("seeded_keys", seeded_keys)
-    if rng is not None and not seeded_keys:
-        raise ValueError(
-            f"rng={rng!r}: a seed makes every key and mask a function of it; keys come from os.urandom (rng=None) "
-            "unless you pass seeded_keys=True (teaching only)"
-        )
-    if seeded_keys and rng is None:
-        raise ValueError("seeded_keys=True needs rng= (a seed or numpy Generator) to seed the keys from")
-    return None if rng is None else int(seeding.as_generator(rng).integers(0, 2**63 - 1))
-
-
 def _phones(config, devices, base, *, defended: bool, round_id: int) -> list[Phone]:
     return [
         Phone(u, config=config, devices=devices, defended=defended, round_id=round_id,
@@ -518,15 +496,6 @@ def _devices_for(config, devices, base) -> Devices:
     if devices is not None:
         return devices
     return device_keys(config.num_clients, rng=None if base is None else np.random.default_rng([base, 2**32]))
-
-
-def _inputs(inputs, config) -> np.ndarray:
-    x = np.asarray(inputs)
-    if x.ndim != 2 or x.shape != (config.num_clients, config.dim):
-        raise ValueError(
-            f"inputs has shape {x.shape}: must be (num_clients, dim) = ({config.num_clients}, {config.dim})"
-        )
-    return x
 
 
 def run_round(
@@ -572,9 +541,9 @@ def run_round(
     defended = _check_flag("defended", defended)
     if defended:
         check_defence_threshold(config)
-    x = _inputs(inputs, config)
-    drop = _dropouts(dropouts, n)
-    base = _key_base(rng, seeded_keys)
+    x = secagg._check_inputs(inputs, config)
+    drop = secagg._dropouts(dropouts, n, PHASES)
+    base = secagg._key_base(rng, seeded_keys)
     devices = _devices_for(config, devices, base)
     phones = _phones(config, devices, base, defended=defended, round_id=round_id)
 
@@ -718,8 +687,8 @@ def lying_server_attack(
         )
     if config.neighbours != secagg.full_graph(n):
         raise ValueError("config.neighbours: lying_server_attack runs on the full graph only (neighbours=None)")
-    x = _inputs(inputs, config)
-    base = _key_base(rng, seeded_keys)
+    x = secagg._check_inputs(inputs, config)
+    base = secagg._key_base(rng, seeded_keys)
     phones, roster, share_msgs, inboxes = _honest_start(config, devices, base, defended, round_id)
     masked = {v: phones[v].mask(config.encode(x[v]), inbox=inboxes[v]) for v in range(n)}
     dropped, survived = split_groups(n, t, u)
@@ -741,14 +710,11 @@ def lying_server_attack(
     commitment = next(m.commitment for m in share_msgs if m.client == u)
     if secagg.public_key(s_sk) != roster[u].advert.s_pk or secagg._commit(seed) != commitment:
         raise secagg.ShareError(f"the rebuilt secrets of phone {u} fail their checks")  # cannot happen: honest shares
-    recovered = masked[u].y - secagg.prg(seed, config.dim, bits=config.bits)
-    for e in inboxes[u]:
-        v = e.sender
-        mask = secagg.prg(secagg.pairwise_seed(s_sk, roster[v].advert.s_pk, me=u, peer=v), config.dim, bits=config.bits)
-        if v > u:
-            recovered -= mask
-        else:
-            recovered += mask
+    pair_seeds = {e.sender: secagg.pairwise_seed(s_sk, roster[e.sender].advert.s_pk, me=u, peer=e.sender)
+                  for e in inboxes[u]}  # fmt: skip
+    zero = np.zeros(config.dim, secagg.ring_dtype(config.bits))
+    mask = secagg.mask_vector(zero, client=u, pair_seeds=pair_seeds, self_seed=seed, bits=config.bits)
+    recovered = masked[u].y - mask  # lesson 07's masks, rebuilt from the two secrets and taken off
     twice = tuple(sorted(set(dropped) & set(survived)))
     return Attack(u, secagg._reduce(recovered, config.bits), dropped, survived, twice)
 
@@ -776,8 +742,8 @@ def isolation_attack(
     n = config.num_clients
     u = secagg._check_client(target, n, name="target")
     defended = _check_flag("defended", defended)
-    x = _inputs(inputs, config)
-    base = _key_base(rng, seeded_keys)
+    x = secagg._check_inputs(inputs, config)
+    base = secagg._key_base(rng, seeded_keys)
     phones, _, _, inboxes = _honest_start(config, devices, base, defended, 0)
     inboxes[u] = ()  # the lie: "you are the only phone that shared its keys"
     masked = {v: phones[v].mask(config.encode(x[v]), inbox=inboxes[v]) for v in range(n)}
@@ -832,7 +798,7 @@ def sybil_attack(
     module docstring): authenticated, attested devices and a minimum number of real participants; and
     with distributed DP the real phone's own noise share (:func:`sybil_guarantee`).
     """
-    x = _inputs(inputs, config)
+    x = secagg._check_inputs(inputs, config)
     real = secagg._check_client(real_phone, config.num_clients, name="real_phone")
     result = run_round(x, config=config, defended=True, rng=rng, seeded_keys=seeded_keys, devices=devices)
     sybils = [v for v in result.included if v != real]

@@ -128,6 +128,25 @@ def test_vectorized_encode_equals_the_per_phone_loop(n, dim, seed, z):
     np.testing.assert_array_equal(D.encode_cohort(x, plan=plan, signs=signs, rngs=seeds), loop)
 
 
+@settings(max_examples=25)
+@given(n=st.integers(1, 6), dim=st.integers(1, 300), seed=st.integers(0, 2**16), z=st.sampled_from([0.0, 0.7]))
+def test_fast_encode_is_the_public_pieces_composed(n, dim, seed, z):
+    """The phones' fast path (``_encode_rows``, behind encode_client and encode_cohort) is exactly the public
+    pieces the lesson grades learners against: clip_rows -> rotate -> scale -> conditional_round -> skellam_noise."""
+    plan = D.make_plan(dim=dim, clip_norm=1.0, noise_multiplier=z, cohort=max(n, 2), min_survivors=2, bits=16)
+    x = np.random.default_rng(seed).normal(size=(n, dim)) * 3
+    signs = D.rotation_signs(dim, rng=seed)
+    gens = [np.random.default_rng(seed + k) for k in range(n)]
+    y = D.rotate(D.clip_rows(x, clip_norm=plan.clip_norm), signs=signs) * plan.scale
+    rounded = D.conditional_round(y, bound=plan.l2_sensitivity, rng=gens, max_tries=plan.max_tries)
+    noised = rounded + np.stack([D.skellam_noise(plan.padded_dim, variance=plan.local_variance, rng=g) for g in gens])
+    seeds = [seed + k for k in range(n)]
+    np.testing.assert_array_equal(D.encode_cohort(x, plan=plan, signs=signs, rngs=seeds, modular=False), noised)
+    np.testing.assert_array_equal(
+        D.encode_cohort(x, plan=plan, signs=signs, rngs=seeds), D.modular_clip(noised, bits=16)
+    )
+
+
 @settings(max_examples=30)
 @given(n=st.integers(2, 12), dim=st.integers(1, 200), seed=st.integers(0, 2**16), bits=st.sampled_from([12, 16, 24]))
 def test_decode_of_the_sum_is_the_sum_of_clipped_inputs_within_the_rounding_bound(n, dim, seed, bits):

@@ -113,8 +113,7 @@ class NoiseShareModel:
         m = self._check_min(min_survivors)
         if m not in self._curves:
             plan = self.plan(m)
-            eps = [math.inf, math.inf] + [distributed_dp.epsilon(plan, survivors=n, **self.schedule)
-                                          for n in range(2, self.cohort + 1)]  # fmt: skip
+            eps = [distributed_dp.epsilon(plan, survivors=n, **self.schedule) for n in range(self.cohort + 1)]
             self._curves[m] = np.array(eps)
         return self._curves[m]
 
