@@ -19,11 +19,7 @@ by marker and line width, so nothing is told by colour alone.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from fedlab import telemetry, validate
@@ -63,8 +59,9 @@ def render_dashboard(
     validate.positive_int("width_px", width_px)
     validate.positive_int("height_px", height_px)
     n_rounds = max(len(tel), 1) if rounds is None else validate.positive_int("rounds", rounds)
-    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
-    FigureCanvasAgg(fig)
+    from fedlab.plots import pixel_figure, png_bytes
+
+    fig = pixel_figure(width_px, height_px, dpi=dpi)
     axes = fig.subplots(2, 2, sharex=True)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.9 if title else 0.94, wspace=0.18, hspace=0.25)
     r = np.arange(1, len(tel) + 1)
@@ -122,9 +119,7 @@ def render_dashboard(
         a.set_xlabel("round", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    return buf.getvalue()
+    return png_bytes(fig, dpi=dpi)
 
 
 def _summary(tel: telemetry.Telemetry, highlight: int, rounds: int) -> str:

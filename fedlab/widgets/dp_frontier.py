@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import io
 import json
 import math
 import time
@@ -482,17 +481,13 @@ def render_chart(curve: dict, settings: FrontierSettings, *, delta: float) -> by
     The axis is drawn in ``log10`` coordinates with plain tick labels (no
     mathtext), which keeps a redraw near 50 ms.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from fedlab.plots import OKABE_ITO
+    from fedlab.plots import OKABE_ITO, pixel_figure, png_bytes
 
     eps = np.asarray(curve["epsilon"], dtype=np.float64)
     lo, band, edge = math.log10(0.05), math.log10(NO_GUARANTEE), math.log10(1000.0)
     x = np.where(np.isfinite(eps) & (eps <= NO_GUARANTEE), np.log10(np.maximum(eps, 0.06)), math.log10(400.0))
     ticks = [0.1, 1, 10, 100]
-    fig = Figure(figsize=(CHART_W / CHART_DPI, CHART_H / CHART_DPI), dpi=CHART_DPI)
-    FigureCanvasAgg(fig)
+    fig = pixel_figure(CHART_W, CHART_H, dpi=CHART_DPI)
     cur = int(np.argmin(np.abs(np.asarray(curve["noise_multiplier"]) - settings.noise_multiplier)))
     order = np.argsort(x, kind="stable")
     for left, key, color, marker, ls, label, ylim in (
@@ -519,9 +514,7 @@ def render_chart(curve: dict, settings: FrontierSettings, *, delta: float) -> by
         f"one point per noise multiplier, ringed: z = {settings.noise_multiplier:g}",
         fontsize=8,
     )
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=CHART_DPI, metadata={"Software": None})
-    return buf.getvalue()
+    return png_bytes(fig, dpi=CHART_DPI)
 
 
 def _readout(pt: FrontierPoint, num_users: int) -> str:

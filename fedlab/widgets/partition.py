@@ -21,11 +21,7 @@ arrow keys), and the split is seeded, so every learner sees the same picture.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from fedlab import partition, validate
@@ -78,8 +74,9 @@ def render_label_shares(
     names = [str(i) for i in range(c)] if class_names is None else [str(n) for n in class_names]
     if len(names) != c:
         raise ValueError(f"class_names has {len(names)} names: shares has {c} classes")
-    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
-    FigureCanvasAgg(fig)
+    from fedlab.plots import pixel_figure, png_bytes
+
+    fig = pixel_figure(width_px, height_px, dpi=dpi)
     ax = fig.add_axes((0.07, 0.16, 0.80, 0.72))
     x = np.arange(k)
     bottom = np.zeros(k)
@@ -116,9 +113,7 @@ def render_label_shares(
     ]
     ax.legend(handles=handles, title="class", fontsize=8, title_fontsize=8, frameon=False,
               loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    return buf.getvalue()
+    return png_bytes(fig, dpi=dpi)
 
 
 def dirichlet_picture(labels, *, num_clients: int, alpha: float, seed: int, num_classes: int) -> tuple[bytes, dict]:

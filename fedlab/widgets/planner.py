@@ -31,7 +31,6 @@ Okabe-Ito colours with distinct markers and line styles, and every number is als
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -333,13 +332,9 @@ def _fmt_eps(e: float) -> str:
 
 def render_chart(model: PlannerModel, target_epsilon: float, budget_bytes: float) -> bytes:
     """Best accuracy against the target epsilon: under this budget (blue, solid) and with no limit (orange, dashed)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from fedlab.plots import OKABE_ITO, pixel_figure, png_bytes
 
-    from fedlab.plots import OKABE_ITO
-
-    fig = Figure(figsize=(CHART_W / CHART_DPI, CHART_H / CHART_DPI), dpi=CHART_DPI)
-    FigureCanvasAgg(fig)
+    fig = pixel_figure(CHART_W, CHART_H, dpi=CHART_DPI)
     ax = fig.add_axes((0.11, 0.17, 0.62, 0.72))
     x = np.arange(len(EPSILON_OPTIONS))
     for budget, color, marker, ls, label in (
@@ -363,9 +358,7 @@ def render_chart(model: PlannerModel, target_epsilon: float, budget_bytes: float
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_title("Best accuracy the grid offers (mean of seeds); ringed: your plan", fontsize=9)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=CHART_DPI, metadata={"Software": None})
-    return buf.getvalue()
+    return png_bytes(fig, dpi=CHART_DPI)
 
 
 def _readout(p: Plan, delta: float) -> str:
